@@ -1,0 +1,5 @@
+import sys
+
+from chexphoto.cli import main
+
+sys.exit(main())

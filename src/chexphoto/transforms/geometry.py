@@ -1,0 +1,1 @@
+"""geometry transforms (to be implemented)."""

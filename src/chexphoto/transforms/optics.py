@@ -1,0 +1,1 @@
+"""optics transforms (to be implemented)."""

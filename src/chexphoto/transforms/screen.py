@@ -1,0 +1,1 @@
+"""screen transforms (to be implemented)."""

@@ -13,10 +13,10 @@ import os
 import sys
 
 from chexphoto import __version__
-from chexphoto.cli import capture, dataset, evaluation, learning, synthesis
+from chexphoto.cli import capture, dataset, evaluation, learning, natural, synthesis
 from chexphoto.cli.common import CommandError
 
-AREAS = (synthesis, dataset, capture, evaluation, learning)
+AREAS = (synthesis, dataset, capture, natural, evaluation, learning)
 
 
 def build_parser() -> argparse.ArgumentParser:

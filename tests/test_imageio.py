@@ -156,3 +156,12 @@ def test_symlink_escape_refused_and_good_paths_resolve(tmp_path):
         resolve_inside(root, "link/x.jpg")
     assert resolve_inside(root, "a/./b.jpg") == (root / "a" / "b.jpg").resolve()
     assert str(check_relative("a\\b\\c.jpg")) == "a/b/c.jpg"
+
+
+def test_atomic_files_get_ordinary_permissions(tmp_path):
+    import os
+
+    mask = os.umask(0o022)
+    os.umask(mask)
+    atomic_write_bytes(tmp_path / "perm.bin", b"x")
+    assert (tmp_path / "perm.bin").stat().st_mode & 0o777 == 0o666 & ~mask

@@ -172,6 +172,35 @@ def csv_row_number(index: int) -> int:
     return int(index) + 2
 
 
+def csv_line_number(file: str | os.PathLike | None, position: int) -> int:
+    """Line of ``file`` on which data row ``position`` (0-based, as :func:`read_csv` numbers rows) starts.
+
+    Equal to :func:`csv_row_number` for an ordinary file; differs when the file has blank lines
+    (which ``pandas.read_csv`` skips) or quoted cells spanning several lines, so an error message
+    points at the line a person sees in an editor. Only called when reporting an error (it re-reads
+    the file); falls back to :func:`csv_row_number` when ``file`` is not a readable file.
+    """
+    import csv
+
+    fallback = csv_row_number(position)
+    if file is None or not os.path.isfile(file):
+        return fallback
+    try:
+        with open(file, encoding="utf-8", errors="replace", newline="") as fh:
+            reader = csv.reader(fh)
+            record, previous_line = -1, 0  # record -1 is the header
+            for row in reader:
+                blank = not row or (len(row) == 1 and not row[0].strip())
+                if not blank:  # pandas skips blank (and whitespace-only) lines
+                    if record == position:
+                        return previous_line + 1
+                    record += 1
+                previous_line = reader.line_num
+    except (OSError, csv.Error):
+        return fallback
+    return fallback
+
+
 def validate(df: pd.DataFrame, file: str | None = None, *, require_keys: bool = True) -> None:
     """Check label values and (optionally) that every path has a patient/study/view.
 
@@ -190,17 +219,25 @@ def validate(df: pd.DataFrame, file: str | None = None, *, require_keys: bool = 
                 except ValueError:
                     raise CSVFormatError(
                         f"label value {df.at[idx, column]!r} is not one of 1, 0, -1 or blank",
-                        file=file, row=csv_row_number(df.index.get_loc(idx)), column=column,
+                        file=file, row=csv_line_number(file, df.index.get_loc(idx)), column=column,
                     ) from None
     if require_keys:
         for pos, value in enumerate(df["Path"].tolist()):
             try:
                 parse_path(value)
             except PathParseError as exc:
-                raise CSVFormatError(str(exc), file=file, row=csv_row_number(pos), column="Path") from None
+                raise CSVFormatError(str(exc), file=file, row=csv_line_number(file, pos), column="Path") from None
 
 
 def numeric_labels(df: pd.DataFrame, columns: list[str] | tuple[str, ...] | None = None) -> pd.DataFrame:
     """Label columns as floats (blank -> NaN). Assumes :func:`validate` passed."""
     columns = list(columns) if columns is not None else label_columns(df)
-    return df[columns].apply(lambda s: pd.to_numeric(s.astype(str).str.strip().replace("", "nan")))
+
+    def to_float(column: pd.Series) -> pd.Series:
+        # blanks (and the text "nan") become missing values first: pandas >= 3 no longer parses
+        # the string "nan" in to_numeric
+        text = column.astype(str).str.strip()
+        blank = text.eq("") | text.str.lower().eq("nan")
+        return pd.to_numeric(text.where(~blank, None)).astype("float64")
+
+    return pd.DataFrame({column: to_float(df[column]) for column in columns}, index=df.index)

@@ -12,6 +12,17 @@ import tempfile
 from pathlib import Path, PurePosixPath, PureWindowsPath
 
 
+def _current_umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+# mkstemp creates files readable by the owner only; datasets are shared, so written files get the
+# mode an ordinary open() would give them. Read once: os.umask is process-wide and not thread-safe.
+_FILE_MODE = 0o666 & ~_current_umask()
+
+
 class PathEscapeError(ValueError):
     """A relative path that would leave the folder it must stay in (``..``, absolute, drive)."""
 
@@ -27,6 +38,7 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes, *, fsync: bool = Fa
             if fsync:
                 fh.flush()
                 os.fsync(fh.fileno())
+        os.chmod(tmp, _FILE_MODE)
         os.replace(tmp, path)
     except BaseException:
         try:

@@ -1,0 +1,191 @@
+"""Benchmark: whole ``synthesize`` runs against the JPEG decode+encode floor of the same files.
+
+On the real radiograph that ships with pydicom-data (RG1_UNCR.dcm, 1841x1955) and a 320 px
+version, N copies are written as JPEG (quality 95) at distinct CheXpert paths in a temporary
+data root. For each size it measures, in the same run:
+
+* the floor: read + decode + encode (JPEG q95) of the same files, one process, no transform;
+* ``synthesize`` end to end (plan, pool start, render, write, manifest, CSV) for the
+  ``identity``, ``digital`` and ``photographic`` chains with 1 and 2 workers;
+* the peak memory of one worker process above its idle size, while it renders the full-size
+  images (``/proc/self/status`` VmHWM after resetting it with ``/proc/self/clear_refs``; falls
+  back to ``ru_maxrss``).
+
+Targets from the issue (full size, one worker): digital <= 1.3x the floor, photographic <= 3x,
+2 workers >= 1.7x the throughput of 1, worker peak < 150 MB above idle.
+
+Run: ``python benchmarks/bench_synthesize.py [--full 24] [--small 200] [--repeat 1]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import multiprocessing
+import os
+import resource
+import shutil
+import sys
+import tempfile
+import time
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+import cv2
+import numpy as np
+from pydicom.data import get_testdata_file
+
+from chexphoto.imageio import decode_image, encode_image, read_image, write_image
+from chexphoto.synthesis import synthesize
+from chexphoto.transforms import Chain, preset
+
+CHAINS = {
+    "identity": lambda: Chain([("identity", 1)]),
+    "digital": lambda: preset("digital"),
+    "photographic": lambda: preset("photographic"),
+}
+
+
+def make_root(root: Path, image: np.ndarray, count: int) -> Path:
+    """``count`` copies at distinct CheXpert paths plus their CSV; returns the CSV path."""
+    data = encode_image(image, "jpg", quality=95)
+    lines = ["Path,Sex,Age,Frontal/Lateral,AP/PA,No Finding"]
+    for i in range(count):
+        rel = f"CheXpert-v1.0-small/valid/patient{10000 + i:05d}/study1/view1_frontal.jpg"
+        path = root / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(data)
+        lines.append(f"{rel},Female,60,Frontal,AP,1.0")
+    csv = root / "valid.csv"
+    csv.write_text("\n".join(lines) + "\n")
+    return csv
+
+
+def floor_seconds(root: Path, count: int) -> float:
+    """Seconds per image to read, decode and re-encode the same JPEGs (one process)."""
+    cv2.setNumThreads(1)
+    paths = sorted(root.rglob("*.jpg"))[:count]
+    start = time.perf_counter()
+    for path in paths:
+        img = decode_image(path.read_bytes(), str(path))
+        encode_image(img, "jpg", quality=95)
+    return (time.perf_counter() - start) / len(paths)
+
+
+def run_seconds(csv: Path, root: Path, out: Path, chain: Chain, workers: int, repeat: int) -> float:
+    """Best-of-``repeat`` wall seconds per image of a whole ``synthesize`` run."""
+    best = float("inf")
+    count = sum(1 for _ in open(csv)) - 1
+    for _ in range(repeat):
+        if out.exists():
+            shutil.rmtree(out)
+        start = time.perf_counter()
+        result = synthesize(csv, root, out, chain, workers=workers, progress=False)
+        elapsed = time.perf_counter() - start
+        assert result.written == count and result.failed == 0, result.summary()
+        best = min(best, elapsed / count)
+    return best
+
+
+def _status_kb(field: str) -> int | None:
+    try:
+        with open("/proc/self/status") as fh:
+            for line in fh:
+                if line.startswith(field + ":"):
+                    return int(line.split()[1])
+    except OSError:
+        return None
+    return None
+
+
+def _worker_peak(csv: str, root: str, chain_spec: list) -> tuple[float, float, str]:
+    """In a fresh worker: idle RSS (imports done), then peak RSS while rendering (MB)."""
+    from chexphoto.csvschema import read_csv
+    from chexphoto.synthesis.plan import plan_jobs
+    from chexphoto.synthesis.render import init_worker, render_job
+
+    init_worker()
+    chain = Chain(chain_spec)
+    out = tempfile.mkdtemp(prefix="bench-mem-")
+    try:
+        plan = plan_jobs(read_csv(csv)["Path"].tolist(), data_root=root, out_dir=Path(out) / "o", chain=chain,
+                         name="mem")
+        render_job(plan.jobs[0])  # warm up lazy imports / caches once
+        idle = _status_kb("VmRSS")
+        method = "VmHWM"
+        try:
+            with open("/proc/self/clear_refs", "w") as fh:
+                fh.write("5")  # reset the high-water mark to the current RSS
+        except OSError:
+            method = "ru_maxrss"
+        for job in plan.jobs[1:6]:
+            render_job(job)
+        peak = _status_kb("VmHWM") if method == "VmHWM" else None
+        if peak is None or idle is None:
+            idle = idle or 0
+            peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+            method = "ru_maxrss"
+        return idle / 1024, peak / 1024, method
+    finally:
+        shutil.rmtree(out, ignore_errors=True)
+
+
+def worker_memory(csv: Path, root: Path, chain: Chain) -> tuple[float, float, str]:
+    methods = multiprocessing.get_all_start_methods()
+    ctx = multiprocessing.get_context("forkserver" if "forkserver" in methods else "spawn")
+    with ProcessPoolExecutor(1, mp_context=ctx) as pool:
+        return pool.submit(_worker_peak, str(csv), str(root), chain.spec()).result()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--full", type=int, default=24, help="full-size images per run (24)")
+    parser.add_argument("--small", type=int, default=200, help="320 px images per run (200)")
+    parser.add_argument("--repeat", type=int, default=1, help="best of this many runs (1)")
+    parser.add_argument("--workers", default="1,2", help="worker counts to compare (1,2)")
+    args = parser.parse_args(argv)
+    worker_counts = [int(w) for w in args.workers.split(",")]
+
+    full = read_image(get_testdata_file("RG1_UNCR.dcm"))
+    h, w = full.shape
+    scale = 320 / min(h, w)
+    small = cv2.resize(full, (round(w * scale), round(h * scale)), interpolation=cv2.INTER_AREA)
+    print(f"cores: {os.cpu_count()}, python {sys.version.split()[0]}, opencv {cv2.__version__}")
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="bench-synth-") as tmp:
+        tmp = Path(tmp)
+        memory = None
+        for label, image, count in (("1841x1955", full, args.full), (f"{small.shape[1]}x{small.shape[0]}", small,
+                                                                      args.small)):
+            root = tmp / f"data-{label}"
+            csv = make_root(root, image, count)
+            floor = min(floor_seconds(root, count) for _ in range(2))
+            rows.append((label, "floor: decode+encode", 1, count, floor, None, None))
+            for chain_name, make_chain in CHAINS.items():
+                one = None
+                for workers in worker_counts:
+                    secs = run_seconds(csv, root, tmp / "out" / "CheXphoto-v1.0", make_chain(), workers, args.repeat)
+                    one = secs if workers == 1 else one
+                    speedup = one / secs if one and workers != 1 else None
+                    rows.append((label, chain_name, workers, count, secs, secs / floor, speedup))
+            if image is full:
+                write_image(tmp / "probe.jpg", image)
+                memory = {name: worker_memory(csv, root, make_chain()) for name, make_chain in CHAINS.items()}
+
+    print()
+    print(f"{'image':<10} {'chain':<22} {'workers':>7} {'images':>6} {'ms/img':>8} {'img/s':>7} "
+          f"{'x floor':>8} {'speed-up':>8}")
+    for label, chain_name, workers, count, secs, ratio, speedup in rows:
+        print(f"{label:<10} {chain_name:<22} {workers:>7} {count:>6} {secs * 1000:>8.1f} {1 / secs:>7.1f} "
+              f"{'' if ratio is None else f'{ratio:.2f}':>8} {'' if speedup is None else f'{speedup:.2f}x':>8}")
+    print()
+    print("worker memory at 1841x1955 (MB): idle RSS, peak while rendering, peak above idle")
+    for name, (idle, peak, method) in (memory or {}).items():
+        print(f"  {name:<14} idle {idle:7.1f}  peak {peak:7.1f}  above idle {peak - idle:7.1f}  ({method})")
+    print()
+    print("targets (1841x1955, 1 worker): digital <= 1.3x floor, photographic <= 3x floor; "
+          "2 workers >= 1.7x of 1; worker peak < 150 MB above idle")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

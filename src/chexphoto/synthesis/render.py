@@ -1,0 +1,137 @@
+"""Render one job: read, sample, apply, encode, write atomically; return a small record.
+
+The random state of an image comes only from ``derive_rng(seed, chain spec, source key)``, so
+the result does not depend on which worker renders it, in which order, or on which machine.
+Params are JSON round-tripped *before* they are applied, so the manifest holds exactly the
+numbers that made the pixels and ``chexphoto replay`` reproduces the bytes.
+"""
+
+from __future__ import annotations
+
+import os
+import traceback
+from collections.abc import Sequence
+
+import numpy as np
+
+from chexphoto.fsutil import atomic_write_bytes
+from chexphoto.imageio import ImageReadError, decode_image, encode_image
+from chexphoto.seeding import derive_rng
+from chexphoto.synthesis.job import Job
+from chexphoto.synthesis.manifest import roundtrip, sha256_bytes, sha256_file
+from chexphoto.transforms import Chain, apply_recorded, names
+
+_chains: dict[tuple, Chain] = {}
+
+# Register every transform family at import, so a fork server that preloads this module hands
+# its workers a complete registry (no per-worker imports).
+names()
+
+
+def _chain(spec: tuple) -> Chain:
+    chain = _chains.get(spec)
+    if chain is None:
+        chain = _chains[spec] = Chain(spec)
+    return chain
+
+
+def init_worker() -> None:
+    """Per-process setup: one OpenCV thread (parallelism comes from the pool)."""
+    import cv2
+
+    cv2.setNumThreads(1)
+
+
+def rng_for(seed: int, chain_spec: Sequence, source_key: str) -> np.random.Generator:
+    """The random stream of one image: ``derive_rng(seed, [[name, level], ...], source_key)``."""
+    return derive_rng(int(seed), [[str(n), int(lv)] for n, lv in chain_spec], str(source_key))
+
+
+def read_source(path: str) -> bytes:
+    """The source file's bytes; :class:`ImageReadError` with a clear reason on failure."""
+    try:
+        with open(path, "rb") as fh:
+            return fh.read()
+    except FileNotFoundError:
+        raise ImageReadError("file not found") from None
+    except IsADirectoryError:
+        raise ImageReadError("is a folder, not an image file") from None
+    except OSError as exc:
+        raise ImageReadError(f"cannot read file: {exc.strerror or exc}") from None
+
+
+def render_image(image: np.ndarray, seed: int, chain_spec: Sequence, source_key: str) -> tuple[np.ndarray, list]:
+    """Sample the chain for this image and apply it; returns (pixels, recorded chain)."""
+    chain = _chain(tuple((str(n), int(lv)) for n, lv in chain_spec))
+    height, width = image.shape[:2]
+    recorded = roundtrip(chain.sample(rng_for(seed, chain_spec, source_key), height, width))
+    out = chain.apply(image, recorded)
+    return out, recorded
+
+
+def _unchanged(job: Job, source_sha: str) -> bool:
+    """--resume: the previous record still describes this row and its output file is intact."""
+    prev = job.expect
+    if prev is None or prev.get("source_sha256") != source_sha or prev.get("output") != job.output:
+        return False
+    try:
+        return sha256_file(job.output_file) == prev.get("output_sha256")
+    except OSError:
+        return False
+
+
+def render_job(job: Job) -> dict:
+    """Render ``job``; returns ``{"status": "written"|"skipped", "record": {...}}`` or
+    ``{"status": "failed", "reason": ...}``. Never raises for a bad input image."""
+    base = {"index": job.index, "row": job.row, "split": job.split, "source": job.source}
+    try:
+        data = read_source(job.source_file)
+        source_sha = sha256_bytes(data)
+        if job.expect is not None and _unchanged(job, source_sha):
+            record = dict(job.expect)
+            record["row"] = job.row
+            return {**base, "status": "skipped", "record": record}
+        image = decode_image(data, job.source_file, max_pixels=job.max_pixels)
+        del data
+        out, recorded = render_image(image, job.seed, job.chain, job.rng_key)
+        del image
+        encoded = encode_image(out, job.fmt, quality=job.quality)
+        height, width = out.shape[:2]
+        del out
+        atomic_write_bytes(job.output_file, encoded)
+    except ImageReadError as exc:
+        return {**base, "status": "failed", "reason": str(exc)}
+    except MemoryError:
+        return {**base, "status": "failed", "reason": "out of memory while rendering this image"}
+    except Exception as exc:  # a bug or an unexpected input must not stop the run
+        last = traceback.extract_tb(exc.__traceback__)[-1:]
+        where = f" at {os.path.basename(last[0].filename)}:{last[0].lineno}" if last else ""
+        return {**base, "status": "failed", "reason": f"{type(exc).__name__}: {exc}{where}"}
+    record = {
+        "row": job.row,
+        "source": job.source,
+        "source_sha256": source_sha,
+        "seed": job.seed,
+        "chain": recorded,
+        "format": job.fmt,
+        "quality": job.quality,
+        "output": job.output,
+        "output_sha256": sha256_bytes(encoded),
+        "height": int(height),
+        "width": int(width),
+    }
+    return {**base, "status": "written", "record": record}
+
+
+def render_chunk(jobs: Sequence[Job]) -> list[dict]:
+    """Render several jobs in one worker call (fewer round trips); small results only."""
+    init_worker()
+    return [render_job(job) for job in jobs]
+
+
+def replay_record(record: dict, source_bytes: bytes, *, max_pixels: int | None = None) -> tuple[bytes, np.ndarray]:
+    """Re-render a manifest record from its source bytes and recorded params: (encoded, pixels)."""
+    kwargs = {} if max_pixels is None else {"max_pixels": max_pixels}
+    image = decode_image(source_bytes, record["source"], **kwargs)
+    out = apply_recorded(image, record["chain"])
+    return encode_image(out, record.get("format", "jpg"), quality=int(record.get("quality", 95))), out

@@ -34,7 +34,7 @@ import cv2
 import numpy as np
 from pydicom.data import get_testdata_file
 
-from chexphoto.imageio import decode_image, encode_image, read_image, write_image
+from chexphoto.imageio import decode_image, encode_image, read_image
 from chexphoto.synthesis import synthesize
 from chexphoto.transforms import Chain, preset
 
@@ -136,6 +136,17 @@ def worker_memory(csv: Path, root: Path, chain: Chain) -> tuple[float, float, st
         return pool.submit(_worker_peak, str(csv), str(root), chain.spec()).result()
 
 
+def pool_start_seconds(workers: int) -> float:
+    """Seconds to start the local pool and get one (empty) chunk back from every worker."""
+    from chexphoto.synthesis.render import init_worker, render_chunk
+    from chexphoto.synthesis.run import _pool_context
+
+    start = time.perf_counter()
+    with ProcessPoolExecutor(workers, mp_context=_pool_context(), initializer=init_worker) as pool:
+        list(pool.map(render_chunk, [[] for _ in range(workers)]))
+    return time.perf_counter() - start
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--full", type=int, default=24, help="full-size images per run (24)")
@@ -149,7 +160,10 @@ def main(argv: list[str] | None = None) -> int:
     h, w = full.shape
     scale = 320 / min(h, w)
     small = cv2.resize(full, (round(w * scale), round(h * scale)), interpolation=cv2.INTER_AREA)
-    print(f"cores: {os.cpu_count()}, python {sys.version.split()[0]}, opencv {cv2.__version__}")
+    print(f"cores: {os.cpu_count()}, python {sys.version.split()[0]}, opencv {cv2.__version__}, "
+          f"load average at start {os.getloadavg()[0]:.2f}")
+    first_pool = pool_start_seconds(2)  # includes starting the fork server (once per process)
+    later_pool = pool_start_seconds(2)
     rows = []
     with tempfile.TemporaryDirectory(prefix="bench-synth-") as tmp:
         tmp = Path(tmp)
@@ -168,7 +182,6 @@ def main(argv: list[str] | None = None) -> int:
                     speedup = one / secs if one and workers != 1 else None
                     rows.append((label, chain_name, workers, count, secs, secs / floor, speedup))
             if image is full:
-                write_image(tmp / "probe.jpg", image)
                 memory = {name: worker_memory(csv, root, make_chain()) for name, make_chain in CHAINS.items()}
 
     print()
@@ -181,6 +194,10 @@ def main(argv: list[str] | None = None) -> int:
     print("worker memory at 1841x1955 (MB): idle RSS, peak while rendering, peak above idle")
     for name, (idle, peak, method) in (memory or {}).items():
         print(f"  {name:<14} idle {idle:7.1f}  peak {peak:7.1f}  above idle {peak - idle:7.1f}  ({method})")
+    print()
+    print(f"pool of 2 workers: first start {first_pool:.2f} s (fork server + preload), later starts "
+          f"{later_pool:.2f} s; every synthesize run with workers > 1 pays one start")
+    print(f"load average at end {os.getloadavg()[0]:.2f} (other processes on the machine skew the timings)")
     print()
     print("targets (1841x1955, 1 worker): digital <= 1.3x floor, photographic <= 3x floor; "
           "2 workers >= 1.7x of 1; worker peak < 150 MB above idle")

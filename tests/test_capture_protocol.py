@@ -25,6 +25,7 @@ def test_request_round_trip_is_the_original_wire_format():
     assert protocol.format_reply(protocol.OK, NAME) == f"OK|{NAME}".encode()
     assert protocol.format_reply(protocol.MISMATCH) == b"MISMATCH"
     assert protocol.parse_reply(b"MISMATCH").kind == protocol.MISMATCH
+    assert protocol.parse_reply(b"MISMATCH\r\n\x00").kind == protocol.MISMATCH
     ok = protocol.parse_reply(f"OK|{NAME}".encode())
     assert (ok.kind, ok.text) == (protocol.OK, NAME)
 
@@ -326,3 +327,14 @@ def test_web_display_serves_state_and_refuses_foreign_hosts():
             urllib.request.urlopen(rebinding, timeout=5)
     finally:
         display.close()
+
+
+def test_ok_names_tolerates_padding_folder_and_extension_but_not_another_name():
+    assert protocol.ok_names(NAME, NAME)
+    assert protocol.ok_names(f" {NAME}\n\x00\x00", NAME)
+    assert protocol.ok_names(f"/storage/emulated/0/CheXpeditor/{NAME}", NAME)
+    short = make_filename(7, 42, "a/b/view1.png")
+    assert protocol.ok_names(short + ".jpg", short) and protocol.ok_names(short + ".JPEG", short)
+    assert not protocol.ok_names(make_filename(7, 43, "a/b/view1.png"), short)
+    assert not protocol.ok_names("x" + short, short) and not protocol.ok_names(short + ".jpgx", short)
+    assert not protocol.ok_names("", short)

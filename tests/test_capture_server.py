@@ -126,7 +126,9 @@ def test_recapturing_a_row_replaces_its_earlier_photo(setup):
     first = make_filename(3, 1, PATH)
     assert _ask(server, f"3|{first}".encode()) == f"OK|{first}".encode()
     server.stop()
-    # restarted at the same row (its OK was lost): the new photo replaces the old one
+    # restarted at the same row (its OK was lost): the new photo replaces the old one, and a
+    # temporary file left by a kill during a write is cleaned up
+    (export / f".{first}.abc123.tmp").write_bytes(b"half a photo")
     server = start(start_seq=3)
     second = make_filename(3, 2, PATH)
     assert _ask(server, f"3|{second}".encode()) == f"OK|{second}".encode()

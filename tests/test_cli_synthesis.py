@@ -153,6 +153,11 @@ def test_synthesize_options_and_refusals(tmp_path, data_root, capsys):
     assert "0 written, 6 skipped" in capsys.readouterr().out
     assert synth(root, csv, out, "--transform", "identity", "--level", "2", "--format", "png") == 0
     assert (out / "valid/synthetic/identity_L2/patient00001/study1/view1_frontal.png").is_file()
+    # a --transform chain is named by the chain, even when it equals a preset's
+    assert synth(root, csv, out, "--transform", "random_digital", "--level", "1", "--seed", "3") == 0
+    assert (out / "valid/synthetic/random_digital_L1.csv").is_file()
+    assert synth(root, csv, out, "--transform", "blur,motion", "--level", "3", "--name", "shaky") == 0
+    assert (out / "train/synthetic/shaky.manifest.jsonl").is_file()
 
 
 def test_replay_command(tmp_path, data_root, capsys):

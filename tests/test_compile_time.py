@@ -208,7 +208,7 @@ def test_between_frames_guard_zone_no_exif_duplicates_outside(tmp_path):
         ("stray", None, ("movie.mov",)),
     ], key=str)
     assert not (tmp_path / "Manual" / "valid" / "natural" / "pixel.csv").exists()
-    recapture = read_csv(tmp_path / "Manual" / "valid" / "natural" / "pixel.recapture.csv")
+    recapture = read_csv(tmp_path / "Manual" / "valid" / "natural" / "pixel" / "recapture.csv")
     assert recapture["Path"].tolist() == [csv_path_of(1), csv_path_of(3)]
 
     assert main(compile_args(tmp_path, export, log, "--allow-missing")) == 0

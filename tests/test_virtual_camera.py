@@ -115,7 +115,7 @@ def test_xray_stays_recognisable(tmp_path, frames):
         photo = decode_image(camera.capture(seq))
         corr = [float(_signature(_unwarped(camera, photo, SCREEN, seq)) @ s) for s in sigs]
         others = max(c for k, c in enumerate(corr) if k != shown)
-        assert corr[shown] > 0.9, corr
+        assert corr[shown] > 0.85, corr
         assert corr[shown] > others + 0.15, corr
         # even without unwarping (pose is mild), the centre of the photo matches best
         h, w = photo.shape[:2]

@@ -177,6 +177,13 @@ class CameraServer:
     def _scan_export(self) -> dict[tuple[int, str], set[str]]:
         index: dict[tuple[int, str], set[str]] = {}
         for entry in os.scandir(self.export_dir):
+            if entry.name.startswith(".") and entry.name.endswith(".tmp") and entry.is_file():
+                # a photo half-written when the server was killed (atomic writes: never a real photo)
+                try:
+                    os.unlink(entry.path)
+                except OSError:
+                    pass
+                continue
             if entry.name.startswith(".") or not entry.is_file():
                 continue
             key = self._row_key(entry.name)

@@ -13,7 +13,8 @@ Two ways of telling which CSV row a photo shows:
 
 Every photo must also be a decodable, complete JPEG. Whatever cannot be proven is a *problem*
 (listed in ``<name>.report.json`` and printed); rows that need a new photo are written to
-``<name>.recapture.csv`` (the input rows, same columns) beside it. Without ``allow_missing`` nothing
+``recapture.csv`` (the input rows, same columns) in the set's own folder (one per set, so two sets
+in one split never overwrite each other's list). Without ``allow_missing`` nothing
 is compiled when there is any problem; with it, the proven rows are compiled and the rest left out.
 No label is ever assigned from a guess.
 
@@ -22,7 +23,7 @@ Output (``out`` = the dataset folder, e.g. ``MyPhotos``)::
     <out>/<split>/natural/<name>/<patient>/<study>/<view>.jpg   byte-identical copies of the photos
     <out>/<split>/natural/<name>.csv                             input columns, Path rewritten
     <out>/<split>/natural/<name>.report.json                     what was compiled, every problem
-    <out>/<split>/natural/<name>.recapture.csv                   rows to shoot again (if any)
+    <out>/<split>/natural/<name>/recapture.csv                   rows to shoot again (if any)
 
 The new ``Path`` is relative to the parent of ``out``, like the synthetic sets:
 ``MyPhotos/valid/natural/iphone/patient64541/study1/view1_frontal.jpg``.
@@ -53,6 +54,7 @@ from chexphoto.capture.naming import FilenameError, parse_filename, strip_photo_
 from chexphoto.csvschema import PathParseError, parse_path, path_parts, read_csv, split_from_path
 from chexphoto.fsutil import atomic_write_bytes, atomic_write_text, resolve_inside
 from chexphoto.imageio import DEFAULT_MAX_PIXELS
+from chexphoto.progress import make_progress
 
 PHOTO_SUFFIXES = (".jpg", ".jpeg")
 DEFAULT_GUARD_S = 0.25
@@ -187,7 +189,7 @@ def _list_export(export_dir: Path) -> tuple[list[str], list[Problem]]:
         if entry.is_symlink() or not entry.is_file(follow_symlinks=False):
             problems.append(Problem(STRAY, "not a regular file (folder or link)", files=(name,)))
         elif not name.lower().endswith(PHOTO_SUFFIXES):
-            problems.append(Problem(STRAY, "not a .jpg/.jpeg photo", files=(name,)))
+            problems.append(Problem(STRAY, "not a .jpg/.jpeg photo (export photos as JPEG)", files=(name,)))
         else:
             photos.append(name)
     return photos, problems
@@ -315,7 +317,7 @@ def _assign_by_time(export_dir: Path, photos: list[str], rows: dict[int, _Row], 
 
 
 def _recapture_and_report(df, result: CompileResult, natural_dir: Path, meta: dict) -> None:
-    recapture_path = natural_dir / f"{result.name}.recapture.csv"
+    recapture_path = natural_dir / result.name / "recapture.csv"
     if result.recapture_rows:
         atomic_write_text(recapture_path, df.iloc[result.recapture_rows].to_csv(index=False))
         result.recapture_csv = recapture_path
@@ -327,7 +329,7 @@ def _recapture_and_report(df, result: CompileResult, natural_dir: Path, meta: di
         "rows_total": result.rows[1] - result.rows[0],
         "exit_code": result.exit_code,
         "dataset_csv": result.dataset_csv.name if result.dataset_csv else None,
-        "recapture_csv": recapture_path.name if result.recapture_rows else None,
+        "recapture_csv": f"{result.name}/recapture.csv" if result.recapture_rows else None,
         "recapture_rows": result.recapture_rows,
         "recapture_ranges": contiguous_ranges(result.recapture_rows),
         "problems": [{k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(p).items()}
@@ -336,6 +338,50 @@ def _recapture_and_report(df, result: CompileResult, natural_dir: Path, meta: di
     report_path = natural_dir / f"{result.name}.report.json"
     atomic_write_text(report_path, json.dumps(report, indent=2, ensure_ascii=False) + "\n")
     result.report_path = report_path
+
+
+def _check_rows(export_dir: Path, csv_rows: dict[int, _Row], claims: dict[int, list[str]],
+                problems: list[Problem], start: int, end: int, *, by_time: bool, max_pixels: int,
+                bar) -> dict[int, tuple[str, bytes]]:
+    """Rows with exactly one consistent, complete photo: row -> (photo, sha256 of its bytes).
+
+    Row-level problems are appended to ``problems``. Photo bytes are not kept (an export can hold
+    tens of thousands of photos); the copy step re-reads them and checks the digest.
+    """
+    bad_rows = {p.row for p in problems if p.row is not None and p.kind in (BAD_CSV_ROW, LOG_MISMATCH)}
+    proven: dict[int, tuple[str, bytes]] = {}
+    checking = bar.add_task("check", total=end - start)
+    for index in range(start, end):
+        bar.advance(checking)
+        row = csv_rows[index]
+        names = sorted(claims.get(index, []))
+        if row.dest_rel is None:
+            continue  # already reported as a bad CSV row
+        if not names:
+            if index not in bad_rows:
+                problems.append(Problem(MISSING, f"no photo of {row.path}", row=index))
+            continue
+        if len(names) > 1:
+            digests = {hashlib.sha256((export_dir / n).read_bytes()).digest() for n in names}
+            same = " (byte-identical copies)" if len(digests) == 1 else ""
+            problems.append(Problem(DUPLICATE, f"{len(names)} photos for one row{same}; keep one and delete "
+                                    "the others, or recapture", row=index, files=tuple(names)))
+            continue
+        photo = names[0]
+        if not by_time:
+            same, embedded = _name_matches(photo, row)
+            if not same:
+                problems.append(Problem(PATH_MISMATCH, f"the photo carries {embedded!r}, the CSV row is "
+                                        f"{row.path!r}", row=index, files=(photo,)))
+                continue
+        data = (export_dir / photo).read_bytes()
+        reason = check_photo(data, max_pixels)
+        if reason:
+            problems.append(Problem(CORRUPT, reason, row=index, files=(photo,)))
+            continue
+        if index not in bad_rows:
+            proven[index] = (photo, hashlib.sha256(data).digest())
+    return proven
 
 
 def compile_export(csv_path: str | os.PathLike, rows: str | tuple[int, int], export_dir: str | os.PathLike,
@@ -377,68 +423,32 @@ def compile_export(csv_path: str | os.PathLike, rows: str | tuple[int, int], exp
     if match_log is not None:
         logs = [os.fspath(p) for p in (match_log if isinstance(match_log, list | tuple) else [match_log])]
     if logs:
-        claims, file_problems = _assign_by_time(export_dir, photos, csv_rows, start, end,
-                                                          logs, clock_offset, guard)
+        claims, file_problems = _assign_by_time(export_dir, photos, csv_rows, start, end, logs, clock_offset,
+                                                guard)
     else:
         claims, file_problems = _assign_by_name(photos, csv_rows, start, end)
     problems += file_problems
 
-    bad_rows = {p.row for p in problems if p.row is not None and p.kind in (BAD_CSV_ROW, LOG_MISMATCH)}
-    proven: dict[int, tuple[str, bytes]] = {}  # row -> (photo, sha256 of the checked bytes)
-    for index in range(start, end):
-        row = csv_rows[index]
-        names = sorted(claims.get(index, []))
-        if row.dest_rel is None:
-            continue  # already reported as a bad CSV row
-        if not names:
-            if index not in bad_rows:
-                problems.append(Problem(MISSING, f"no photo of {row.path}", row=index))
-            continue
-        if len(names) > 1:
-            blobs = {hashlib.sha256((export_dir / n).read_bytes()).digest() for n in names}
-            same = " (byte-identical copies)" if len(blobs) == 1 else ""
-            problems.append(Problem(DUPLICATE, f"{len(names)} photos for one row{same}; keep one and delete "
-                                    "the others, or recapture", row=index, files=tuple(names)))
-            continue
-        photo = names[0]
-        if not logs:
-            same, embedded = _name_matches(photo, row)
-            if not same:
-                problems.append(Problem(PATH_MISMATCH, f"the photo carries {embedded!r}, the CSV row is "
-                                        f"{row.path!r}", row=index, files=(photo,)))
-                continue
-        data = (export_dir / photo).read_bytes()  # not kept: an export can hold 10,000s of photos
-        reason = check_photo(data, max_pixels)
-        if reason:
-            problems.append(Problem(CORRUPT, reason, row=index, files=(photo,)))
-            continue
-        if index in bad_rows:
-            continue
-        proven[index] = (photo, hashlib.sha256(data).digest())
+    with make_progress("rows", disable=None if progress else True) as bar:
+        proven = _check_rows(export_dir, csv_rows, claims, problems, start, end, by_time=bool(logs),
+                             max_pixels=max_pixels, bar=bar)
+        result.proven_rows = sorted(proven)
+        result.problems = sorted(problems, key=lambda p: (p.row is None, p.row or 0, p.files, p.kind))
+        result.recapture_rows = sorted({p.row for p in problems if p.row is not None and p.kind in RECAPTURE_KINDS}
+                                       - set(proven))
+        result.exit_code = 1 if result.problems and not allow_missing else 0
+        meta = {
+            "csv": os.fspath(csv_path), "rows": f"{start}:{end}", "export": os.fspath(export_dir),
+            "match": "time" if logs else "name", "match_logs": logs,
+            "clock_offset_s": clock_offset if logs else None, "guard_s": guard if logs else None,
+            "split": split, "name": name,
+        }
+        if result.problems and not allow_missing:
+            _recapture_and_report(df, result, natural_dir, meta)
+            return result
 
-    result.proven_rows = sorted(proven)
-    result.problems = sorted(problems, key=lambda p: (p.row is None, p.row or 0, p.files, p.kind))
-    result.recapture_rows = sorted({p.row for p in problems if p.row is not None and p.kind in RECAPTURE_KINDS}
-                                   - set(proven))
-    has_problems = bool(result.problems)
-    result.exit_code = 1 if has_problems and not allow_missing else 0
-    meta = {
-        "csv": os.fspath(csv_path), "rows": f"{start}:{end}", "export": os.fspath(export_dir),
-        "match": "time" if logs else "name",
-        "match_logs": logs,
-        "clock_offset_s": clock_offset if logs else None,
-        "guard_s": guard if logs else None,
-        "split": split, "name": name,
-    }
-    if has_problems and not allow_missing:
-        _recapture_and_report(df, result, natural_dir, meta)
-        return result
-
-    result.compiled_rows = result.proven_rows
-    from chexphoto.progress import make_progress
-
-    with make_progress("photos", disable=None if progress else True) as bar:
-        task = bar.add_task("compile", total=len(result.compiled_rows))
+        result.compiled_rows = result.proven_rows
+        copying = bar.add_task("copy", total=len(result.compiled_rows))
         for index in result.compiled_rows:
             photo, digest = proven[index]
             data = (export_dir / photo).read_bytes()
@@ -448,7 +458,7 @@ def compile_export(csv_path: str | os.PathLike, rows: str | tuple[int, int], exp
             if not (dest.is_file() and dest.stat().st_size == len(data) and dest.read_bytes() == data):
                 atomic_write_bytes(dest, data)
                 result.written += 1
-            bar.advance(task)
+            bar.advance(copying)
     table = df.iloc[result.compiled_rows].copy()
     table["Path"] = [f"{dataset_name}/{images_rel}/{csv_rows[i].dest_rel}" for i in result.compiled_rows]
     dataset_csv = natural_dir / f"{name}.csv"

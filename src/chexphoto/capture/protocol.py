@@ -171,6 +171,7 @@ def parse_reply(data: bytes, *, token: str | None = None) -> Reply:
         text = data.decode("utf-8")
     except UnicodeDecodeError:
         raise ProtocolError("reply is not UTF-8") from None
+    text = text.strip(" \t\r\n\x00")  # tolerate a phone app's padding or newline
     counter, authenticated = None, False
     if token is not None and "|mac=" in text:
         try:
@@ -184,6 +185,20 @@ def parse_reply(data: bytes, *, token: str | None = None) -> Reply:
     if kind in (OK, ERROR) and sep:
         return Reply(kind, rest, counter, authenticated)
     raise ProtocolError(f"unknown reply {text[:80]!r}")
+
+
+def ok_names(reply_text: str, filename: str) -> bool:
+    """Does the text of an ``OK|...`` reply name the photo ``filename``?
+
+    Exactly the name sent, tolerating what a phone app might add around the same name: blanks or
+    NUL padding, a folder prefix, a ``.jpg``/``.jpeg`` extension. The name itself (sequence
+    number, nonce and path) must be identical.
+    """
+    name = reply_text.strip(" \t\r\n\x00").replace("\\", "/").rsplit("/", 1)[-1]
+    if name == filename:
+        return True
+    lower = name.lower()
+    return any(lower.endswith(ext) and name[: -len(ext)] == filename for ext in (".jpg", ".jpeg"))
 
 
 class CounterClock:
@@ -271,7 +286,7 @@ class RowExchange:
                 self.last_error = f"unauthenticated reply: ERROR|{reply.text}"
             return Outcome.WAIT
         if reply.kind == OK:
-            if reply.text == self.filename:
+            if ok_names(reply.text, self.filename):
                 self.outcome = Outcome.CONFIRMED
                 return self.outcome
             self.ignored += 1

@@ -5,18 +5,20 @@ server's ``virtual:PATH`` source reads that file *at the moment of capture* and 
 plausible smartphone photo of a monitor, so the whole capture loop (and every fault in it) can run
 without hardware, and tests can check that a photo shows the x-ray its name claims.
 
-The photo model, in the order it is rendered (all in the photo's pixel grid, float32):
+The photo model, in the order it is rendered (in the photo's pixel grid, float32 planes):
 
 * **pose** - the screen is a plane seen by a pinhole camera with a phone's field of view, at a
   seeded small yaw/pitch/roll and distance, so it fills most of the photo; the monitor's bezel and
   a bit of the room around it are visible;
 * **screen** - the frame is shown with the display's black level (the letterbox is dark grey, not
-  0) and a brightness; its RGB sub-pixel stripes and the black matrix between pixel rows are
-  evaluated at the screen position each photo pixel sees; because the screen pixel pitch does not
-  divide the sensor pitch, sampling them aliases into colour **moire** fringes (their amplitude is
-  attenuated by the sensor's pixel footprint, like a real box-integrating sensor);
-* **glare** - a soft, slightly warm reflection of a room light on the glossy screen;
-* **colour cast** (white balance), **vignetting**, signal-dependent **sensor noise** (seeded);
+  0) and a brightness; its RGB sub-pixel stripes and the dark gap between pixel rows are
+  evaluated at the screen position each photo pixel sees, attenuated by the sensor's pixel
+  footprint (a box-integrating pixel: |sinc|);
+* **glare** - a soft, slightly warm reflection of a room light on the glossy screen and bezel;
+  **colour cast** (white balance) and **vignetting**;
+* **sensor** - an RGGB Bayer mosaic samples one colour per pixel, with signal-dependent shot
+  **noise** (seeded); demosaicing it aliases the sub-pixel pattern into the coloured **moire**
+  fringes of real photos of screens; a slight lens blur;
 * **JPEG** at quality ~90, RGB.
 
 As in :mod:`chexphoto.transforms`, randomness lives only in :func:`sample` (a JSON-serialisable
@@ -329,21 +331,23 @@ def apply(frame: np.ndarray, params: dict) -> np.ndarray:
         value[y0 // 2: y0 // 2 + rows_n, x0 // 2: x0 // 2 + cols_n] += stripe
         value *= f32(params["color_gain"][c])
         mosaic[site] = value
-    noise = params["noise"]
-    if noise["sigma"] > 0:  # shot noise grows with the square root of the signal
-        # a triangular distribution from two random bytes per pixel (unit variance): looks like
-        # Gaussian grain and is several times cheaper to draw than normal variates
-        rng = derive_rng("chexphoto.virtual_camera.noise", noise["seed"])
-        pairs = np.frombuffer(rng.bytes(2 * photo_h * photo_w), np.uint8).reshape(2, photo_h, photo_w)
-        grain = cv2.add(pairs[0], pairs[1], dtype=cv2.CV_32F)
-        scale = math.sqrt(6.0) / 255.0 * noise["sigma"]
-        grain = cv2.addWeighted(grain, scale, grain, 0.0, -255.0 * scale)
-        mosaic += cv2.sqrt(np.maximum(mosaic, 0.0)) * grain
     raw = cv2.addWeighted(mosaic, 255.0, mosaic, 0.0, 0.0, dtype=cv2.CV_8U)  # rounds and saturates
+    noise = params["noise"]
+    if noise["sigma"] > 0:
+        # shot noise: its standard deviation grows with the square root of the signal (a look-up
+        # on the 8-bit raw value); the grain is one random byte per pixel (uniform; demosaicing
+        # and the lens blur sum neighbours, which makes it look Gaussian), cheap to draw
+        rng = derive_rng("chexphoto.virtual_camera.noise", noise["seed"])
+        grain = np.frombuffer(rng.bytes(photo_h * photo_w), np.uint8).reshape(photo_h, photo_w)
+        centred = cv2.addWeighted(grain, 1.0, grain, 0.0, -127.5, dtype=cv2.CV_32F)
+        unit = math.sqrt(12.0) / 256.0  # makes the centred uniform byte unit-variance
+        levels = np.arange(256, dtype=np.float64) / 255.0
+        amplitude = (np.sqrt(levels) * (noise["sigma"] * 255.0 * unit)).astype(np.float32)
+        raw = cv2.add(raw, cv2.multiply(cv2.LUT(raw, amplitude), centred), dtype=cv2.CV_8U)
     # OpenCV names Bayer patterns by the second row/column: an RGGB mosaic is its "BayerBG"
     photo = cv2.cvtColor(raw, cv2.COLOR_BayerBG2RGB)
     if params["blur_sigma"] > 0:  # the lens (and the phone's noise reduction)
-        photo = cv2.GaussianBlur(photo, (0, 0), params["blur_sigma"])
+        photo = cv2.GaussianBlur(photo, (3, 3), params["blur_sigma"])  # sigma <= 0.8: 3x3 suffices
     return photo
 
 

@@ -17,14 +17,6 @@ def _require_torch() -> None:
         raise CommandError("this command needs PyTorch: pip install 'chexphoto[torch]'", 2) from None
 
 
-def _levels(text: str) -> tuple[int, ...]:
-    values = []
-    for part in text.split(","):
-        low, sep, high = part.strip().partition("-")
-        values += list(range(int(low), int(high) + 1)) if sep else [int(low)]
-    return tuple(values)
-
-
 def register(sub) -> None:
     """Add this area's sub-commands to the chexphoto parser."""
     p = sub.add_parser(
@@ -121,12 +113,13 @@ def register(sub) -> None:
 
 def _train(args) -> int:
     _require_torch()
+    from chexphoto.learning.benchmark import parse_levels
     from chexphoto.learning.train import TrainConfig, train
 
     config = TrainConfig(
         csv=args.csv, data_root=args.data_root, out=args.out, valid=args.valid, arch=args.arch,
         tasks=args.tasks, uncertainty=args.uncertainty, augment=args.augment,
-        augment_levels=_levels(args.augment_levels), augment_p=args.augment_p, epochs=args.epochs,
+        augment_levels=tuple(parse_levels(args.augment_levels)), augment_p=args.augment_p, epochs=args.epochs,
         batch_size=args.batch_size, image_size=args.image_size, lr=args.lr, seed=args.seed,
         workers=args.workers, frontal_only=args.frontal_only, init=args.init, resume=args.resume,
     )

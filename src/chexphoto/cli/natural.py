@@ -20,7 +20,7 @@ def register(sub) -> None:
             "complete JPEG, and copy the proven photos to OUT/<split>/natural/<name>/<patient>/<study>/"
             "<view>.jpg with OUT/<split>/natural/<name>.csv (input columns and labels, Path rewritten). "
             "Every problem is printed and written to <name>.report.json; rows to shoot again go to "
-            "<name>.recapture.csv. Exit status 1 (and nothing compiled) if there is any problem, unless "
+            "<name>/recapture.csv. Exit status 1 (and nothing compiled) if there is any problem, unless "
             "--allow-missing."
         ),
     )

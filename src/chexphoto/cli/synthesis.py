@@ -82,6 +82,7 @@ def register(sub) -> None:
 
 def _synthesize(args: argparse.Namespace) -> int:
     from chexphoto.imageio import DEFAULT_MAX_PIXELS
+    from chexphoto.synthesis.plan import default_name
     from chexphoto.synthesis.run import DatasetExistsError, print_summary, synthesize
     from chexphoto.transforms import Chain, preset
 
@@ -100,7 +101,7 @@ def _synthesize(args: argparse.Namespace) -> int:
     try:
         result = synthesize(
             args.csv, args.data_root, args.out, chain,
-            name=args.name or (args.preset if args.preset else None),
+            name=args.name or default_name(chain, args.preset),
             split=args.split, seed=args.seed, workers=args.workers, scheduler=args.scheduler,
             fmt=args.fmt, quality=args.quality, max_pixels=args.max_pixels or DEFAULT_MAX_PIXELS,
             resume=args.resume, overwrite=args.overwrite, progress=False if args.quiet else None,

@@ -218,7 +218,6 @@ class SafeItems(Dataset):
 
     def __init__(self, dataset: CheXpertDataset):
         self.dataset = dataset
-        self._blank = None
 
     def __len__(self) -> int:
         return len(self.dataset)
@@ -226,6 +225,8 @@ class SafeItems(Dataset):
     def __getitem__(self, index: int):
         try:
             return index, self.dataset.load(index), True, ""
-        except (ImageReadError, OSError, ValueError, cv2.error) as exc:
+        except Exception as exc:  # one bad image never stops inference; it is reported and listed
             size = self.dataset.image_size
-            return index, torch.zeros(3, size, size), False, str(exc)
+            reason = str(exc) if isinstance(exc, ImageReadError) else f"{type(exc).__name__}: {exc}"
+            path = self.dataset.paths[index]
+            return index, torch.zeros(3, size, size), False, reason if path in reason else f"{path}: {reason}"

@@ -375,7 +375,9 @@ def synthesize(
 ) -> SynthesisResult:
     """Build the synthetic set ``name`` from the CSV's rows (see the module and :mod:`.plan`).
 
-    ``workers`` defaults to ``os.cpu_count()``; ``scheduler`` (``tcp://host:port``) runs the jobs
+    ``name`` defaults to the preset's name when ``chain`` is a preset's chain, else
+    :func:`~chexphoto.synthesis.plan.default_name` (the CLI names ``--transform`` chains by the
+    chain even when they equal a preset). ``workers`` defaults to ``os.cpu_count()``; ``scheduler`` (``tcp://host:port``) runs the jobs
     on Dask instead. ``progress=None`` shows the bar only on a terminal. Bad rows are reported in
     ``<name>.errors.csv`` and in the result; they never stop the run.
     """

@@ -32,10 +32,8 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-from pydicom.data import get_testdata_file
 
 from chexphoto.imageio import decode_image, encode_image, read_image
-from chexphoto.synthesis import synthesize
 from chexphoto.transforms import Chain, preset
 
 CHAINS = {
@@ -73,6 +71,7 @@ def floor_seconds(root: Path, count: int) -> float:
 
 def run_seconds(csv: Path, root: Path, out: Path, chain: Chain, workers: int, repeat: int) -> float:
     """Best-of-``repeat`` wall seconds per image of a whole ``synthesize`` run."""
+    from chexphoto.synthesis import synthesize  # imports pandas: not at the top (see main)
     best = float("inf")
     count = sum(1 for _ in open(csv)) - 1
     for _ in range(repeat):
@@ -155,6 +154,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workers", default="1,2", help="worker counts to compare (1,2)")
     args = parser.parse_args(argv)
     worker_counts = [int(w) for w in args.workers.split(",")]
+    # imported here, not at the top: worker processes re-import the main module (multiprocessing
+    # "prepare"), so this script keeps its top-level imports to what the workers load anyway
+    from pydicom.data import get_testdata_file
 
     full = read_image(get_testdata_file("RG1_UNCR.dcm"))
     h, w = full.shape

@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import struct
 import subprocess
 import sys
+import time
 import zlib
 from pathlib import Path
 
@@ -18,6 +20,7 @@ import pytest
 from chexphoto.cli import main
 from chexphoto.csvschema import read_csv
 from chexphoto.imageio import read_image, write_image
+from chexphoto.synthesis.manifest import read_manifest
 from chexphoto.transforms import names
 from test_synthesis import OUT_NAME, PREFIX, make_data_root, tree_bytes
 
@@ -234,3 +237,48 @@ def test_demo_runs_as_a_command(tmp_path):
         assert main(["replay", str(manifest), "--data-root", str(out), "--quiet"]) == 0
     images = tree_bytes(out / "CheXphoto-v1.0")
     assert len([k for k in images if k.endswith(".jpg")]) == 2 * len(source)
+
+
+def test_a_killed_run_resumes_to_the_same_bytes(tmp_path, rg1_image):
+    """SIGKILL the command mid-run (no chance to clean up), then --resume: only the missing images
+    are rendered and the result is byte-identical to an uninterrupted run."""
+    import cv2
+
+    root = tmp_path / "data"
+    image = cv2.resize(rg1_image, (600, 640), interpolation=cv2.INTER_AREA)
+    rows = ["Path,Sex,Age,Frontal/Lateral,AP/PA,Edema"]
+    for i in range(60):
+        rel = f"{PREFIX}/valid/patient{20000 + i}/study1/view1_frontal.jpg"
+        write_image(root / rel, np.ascontiguousarray(np.roll(image, 7 * i, axis=1)))
+        rows.append(f"{rel},Male,{20 + i},Frontal,AP,{i % 3 - 1}.0")
+    csv = tmp_path / "valid.csv"
+    csv.write_text("\n".join(rows) + "\n")
+    out = tmp_path / "killed" / OUT_NAME
+    journal = out / "valid/synthetic/photographic.manifest.jsonl.partial"
+    exe = Path(sys.executable).with_name("chexphoto")
+    command = [str(exe)] if exe.exists() else [sys.executable, "-m", "chexphoto"]
+    proc = subprocess.Popen([*command, "synthesize", "--csv", str(csv), "--data-root", str(root), "--out", str(out),
+                             "--preset", "photographic", "--workers", "1", "--quiet"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 120
+        while proc.poll() is None and time.monotonic() < deadline:
+            if journal.exists() and journal.read_text().count("\n") >= 15:
+                proc.send_signal(signal.SIGKILL)
+                break
+            time.sleep(0.005)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait()
+    killed = proc.returncode == -signal.SIGKILL
+    if killed:  # the run was cut: journal, no label CSV or manifest yet
+        assert journal.exists() and not (out / "valid/synthetic/photographic.csv").exists()
+        done_before = len(read_manifest(journal, lenient=True))
+        assert 15 <= done_before < 60
+    assert synth(root, csv, out, "--preset", "photographic", "--resume", "--workers", "2") == 0
+    reference = tmp_path / "reference" / OUT_NAME
+    assert synth(root, csv, reference, "--preset", "photographic", "--workers", "2") == 0
+    assert tree_bytes(out) == tree_bytes(reference)
+    assert not journal.exists()
+    assert killed, "the run finished before it could be killed; the resume above proved nothing new"

@@ -40,7 +40,7 @@ def register(sub) -> None:
                    help="how uncertain labels are trained: as 1, as 0, or left out (default u-ones)")
     p.add_argument("--augment", default="none",
                    help="on-the-fly CheXphoto transforms: none (default), photographic, digital, "
-                        "default (both) , all, or comma-separated transform names")
+                        "default (both), all, or comma-separated transform names")
     p.add_argument("--augment-levels", default="1-2", metavar="L", help="levels drawn for --augment (1-2)")
     p.add_argument("--augment-p", type=float, default=0.5, help="probability an image is augmented (0.5)")
     p.add_argument("--epochs", type=int, default=3, metavar="E", help="epochs to train in total (3)")

@@ -28,5 +28,6 @@ class Job:
     fmt: str = "jpg"
     quality: int = 95
     max_pixels: int = DEFAULT_MAX_PIXELS
-    #: for --resume: the previous record; the job is skipped when source and output still match it
+    #: for --resume: the previous record (``manifest.compact_record``); the job is skipped when
+    #: the source and the output file still match it
     expect: dict | None = field(default=None, compare=False)

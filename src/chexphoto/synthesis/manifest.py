@@ -122,6 +122,18 @@ def write_manifest(path: str | os.PathLike, records: Iterable[dict]) -> None:
     atomic_write_text(path, text)
 
 
+def compact_record(record: dict) -> dict:
+    """What ``--resume`` needs of a previous record: the hashes to compare and the line itself
+    (parsed again only for the rows that are skipped)."""
+    return {"source_sha256": record.get("source_sha256"), "output": record.get("output"),
+            "output_sha256": record.get("output_sha256"), "line": record_line(record)}
+
+
+def expand_record(compact: dict) -> dict:
+    """The full record of a :func:`compact_record`."""
+    return json.loads(compact["line"])
+
+
 class Journal:
     """Append-only record log for a run in progress (crash-safe: each line flushed as written).
 
@@ -133,14 +145,19 @@ class Journal:
         self._fh = None
 
     def append(self, records: Iterable[dict]) -> None:
+        """Append records and flush."""
+        self.append_lines(record_line(r) for r in records)
+
+    def append_lines(self, lines: Iterable[str]) -> None:
+        """Append already-encoded record lines (no newline) and flush."""
         if self._fh is None:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self._fh = open(self.path, "a", encoding="utf-8")  # noqa: SIM115 - closed in close()
             # start on a fresh line in case a crash left half a line behind
             if self._fh.tell() > 0:
                 self._fh.write("\n")
-        for record in records:
-            self._fh.write(record_line(record) + "\n")
+        for line in lines:
+            self._fh.write(line + "\n")
         self._fh.flush()
 
     def close(self) -> None:

@@ -18,7 +18,7 @@ from chexphoto.fsutil import atomic_write_bytes
 from chexphoto.imageio import ImageReadError, decode_image, encode_image
 from chexphoto.seeding import derive_rng
 from chexphoto.synthesis.job import Job
-from chexphoto.synthesis.manifest import roundtrip, sha256_bytes, sha256_file
+from chexphoto.synthesis.manifest import expand_record, roundtrip, sha256_bytes, sha256_file
 from chexphoto.transforms import Chain, apply_recorded, names
 
 _chains: dict[tuple, Chain] = {}
@@ -88,7 +88,7 @@ def render_job(job: Job) -> dict:
         data = read_source(job.source_file)
         source_sha = sha256_bytes(data)
         if job.expect is not None and _unchanged(job, source_sha):
-            record = dict(job.expect)
+            record = expand_record(job.expect)
             record["row"] = job.row
             return {**base, "status": "skipped", "record": record}
         image = decode_image(data, job.source_file, max_pixels=job.max_pixels)

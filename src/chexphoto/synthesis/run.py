@@ -29,7 +29,7 @@ import pandas as pd
 from chexphoto.csvschema import read_csv
 from chexphoto.fsutil import atomic_write_text
 from chexphoto.imageio import DEFAULT_MAX_PIXELS
-from chexphoto.synthesis.manifest import Journal, read_manifest, write_manifest
+from chexphoto.synthesis.manifest import Journal, compact_record, read_manifest, record_line
 from chexphoto.synthesis.plan import (
     Job,
     Plan,
@@ -156,7 +156,8 @@ def prepare_targets(plan: Plan, *, resume: bool, overwrite: bool) -> dict[str, d
             state = "an interrupted run of this same command" if journal else "this same dataset"
             problems.append(f"{where} already holds {state} ({len(records)} images)")
             continue
-        previous[split] = {rec["output"]: rec for rec in records}
+        # compact form (the raw line instead of nested dicts: ~5x less memory on large sets)
+        previous[split] = {rec["output"]: compact_record(rec) for rec in records}
     if problems:
         hint = ("pass --overwrite to replace it" if any("different" in p or "no manifest" in p for p in problems)
                 else "pass --resume to finish or verify it, or --overwrite to rebuild it")
@@ -190,9 +191,10 @@ def _run_inline(jobs: list[Job], size: int) -> Iterator[list[dict]]:
 def _pool_context():
     """``forkserver`` where available (no fork of a threaded parent), else ``spawn``.
 
-    The fork server imports the main module, the render module and every transform once, so
-    each worker it forks starts with them loaded instead of importing them again (with plain
-    ``spawn`` each worker re-imports ``__main__`` and its dependencies: seconds per pool).
+    The fork server imports the render module (OpenCV, NumPy, every transform) once, so each
+    worker it forks starts with them loaded instead of importing them again. (Workers still
+    re-import the parent's ``__main__`` module, as with ``spawn``: keep scripts' top-level
+    imports light.)
     """
     if "forkserver" in multiprocessing.get_all_start_methods():
         ctx = multiprocessing.get_context("forkserver")
@@ -332,21 +334,21 @@ def _csv_text(frame: pd.DataFrame) -> str:
     return frame.to_csv(index=False, lineterminator="\n")
 
 
-def finalise(target: Target, df: pd.DataFrame, records: list[dict], errors: list[RowError],
+def finalise(target: Target, df: pd.DataFrame, done: list[tuple[int, str, str]], errors: list[RowError],
              jobs_by_index: dict[int, Job]) -> None:
     """Write the manifest, label CSV and errors CSV atomically (input row order), prune stale
-    images, then remove the journal."""
-    records = sorted(records, key=lambda r: r["row"])
-    write_manifest(target.manifest, records)
-    rows = [r["row"] - 2 for r in records]
+    images, then remove the journal. ``done`` holds ``(row, output, manifest line)`` per image."""
+    done = sorted(done)
+    atomic_write_text(target.manifest, "".join(line + "\n" for _, _, line in done))
+    rows = [row - 2 for row, _, _ in done]
     labels = df.iloc[rows].copy()
-    labels["Path"] = [r["output"] for r in records]
+    labels["Path"] = [output for _, output, _ in done]
     atomic_write_text(target.csv, _csv_text(labels))
     errors = sorted(errors, key=lambda e: e.row)
     err_frame = pd.DataFrame({"row": [e.row for e in errors], "path": [e.path for e in errors],
                               "reason": [e.reason for e in errors]}, columns=["row", "path", "reason"])
     atomic_write_text(target.errors, _csv_text(err_frame))
-    keep = {jobs_by_index[r["row"] - 2].output_file for r in records}
+    keep = {jobs_by_index[index].output_file for index in rows}
     _prune(target, keep)
     target.journal.unlink(missing_ok=True)
 
@@ -408,7 +410,7 @@ def synthesize(
     jobs_by_index = {job.index: job for job in jobs}
     journals = {split_: Journal(target.journal) for split_, target in plan.targets.items()}
     outputs = {split_: SplitOutput(target) for split_, target in plan.targets.items()}
-    records: dict[str, list[dict]] = {split_: [] for split_ in plan.targets}
+    done: dict[str, list[tuple[int, str, str]]] = {split_: [] for split_ in plan.targets}
     errors = list(plan.errors)
     for err in errors:
         outputs[err.split].failed += 1
@@ -418,21 +420,22 @@ def synthesize(
     bar = make_progress("images", disable=None if progress is None else not progress)
 
     def on_chunk(results: list[dict]) -> None:
-        written: dict[str, list[dict]] = {}
+        written: dict[str, list[str]] = {}
         for res in results:
             out = outputs[res["split"]]
             if res["status"] == "failed":
                 out.failed += 1
                 errors.append(RowError(res["index"], res["row"], res["source"], res["reason"], res["split"]))
                 continue
+            line = record_line(res["record"])
             if res["status"] == "written":
                 out.written += 1
-                written.setdefault(res["split"], []).append(res["record"])
+                written.setdefault(res["split"], []).append(line)
             else:
                 out.skipped += 1
-            records[res["split"]].append(res["record"])
-        for split_, recs in written.items():
-            journals[split_].append(recs)
+            done[res["split"]].append((res["row"], res["record"]["output"], line))
+        for split_, lines in written.items():
+            journals[split_].append_lines(lines)
         bar.advance(task, len(results))
 
     try:
@@ -445,7 +448,7 @@ def synthesize(
         if client is not None:
             client.close()
     for split_, target in plan.targets.items():
-        finalise(target, df, records[split_], [e for e in errors if e.split == split_], jobs_by_index)
+        finalise(target, df, done[split_], [e for e in errors if e.split == split_], jobs_by_index)
     seconds = time.perf_counter() - started
     return SynthesisResult(
         name=name,

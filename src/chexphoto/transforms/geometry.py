@@ -10,7 +10,6 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from chexphoto.transforms import optics as _optics  # noqa: F401  (registration order)
 from chexphoto.transforms._ops import check_image
 from chexphoto.transforms.registry import Transform, pixel_scale, register
 

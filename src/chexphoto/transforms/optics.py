@@ -11,7 +11,6 @@ import math
 import cv2
 import numpy as np
 
-from chexphoto.transforms import photometric as _photometric  # noqa: F401  (registration order)
 from chexphoto.transforms._ops import check_image
 from chexphoto.transforms.registry import Transform, pixel_scale, register
 

@@ -81,9 +81,21 @@ def get(name: str) -> Transform:
         raise KeyError(f"unknown transform {name!r}; known: {', '.join(names())}") from None
 
 
+#: Family modules in the order their transforms are listed (the issue's / Table 2's order).
+FAMILY_MODULES = ("photometric", "optics", "geometry", "screen")
+
+
+def _listing_position(item: tuple[int, Transform]) -> tuple[int, int]:
+    index, transform = item
+    module = transform.apply.__module__.rsplit(".", 1)[-1]
+    family = FAMILY_MODULES.index(module) if module in FAMILY_MODULES else len(FAMILY_MODULES)
+    return (family, index)
+
+
 def names() -> list[str]:
+    """Registered transform names: by family module, then in registration order."""
     _load_families()
-    return list(REGISTRY)
+    return [t.name for _, t in sorted(enumerate(REGISTRY.values()), key=_listing_position)]
 
 
 _loaded = False
@@ -95,7 +107,10 @@ def _load_families() -> None:
     if _loaded:
         return
     _loaded = True
-    from chexphoto.transforms import geometry, optics, photometric, screen  # noqa: F401
+    import importlib
+
+    for family in FAMILY_MODULES:
+        importlib.import_module(f"chexphoto.transforms.{family}")
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,6 @@ import math
 import cv2
 import numpy as np
 
-from chexphoto.transforms import geometry as _geometry  # noqa: F401  (registration order)
 from chexphoto.transforms._ops import (
     apply_lut,
     check_image,
@@ -228,16 +227,18 @@ def _project_v(matrix: np.ndarray, xs: np.ndarray, ys: np.ndarray) -> np.ndarray
     return (matrix[1, 0] * xs + matrix[1, 1] * ys + matrix[1, 2]) / w
 
 
-def moire_transmission(params: dict, height: int, width: int, line_set: int) -> np.ndarray:
-    """One line set's 8-bit transmission (255 = clear) at the image's size.
+def moire_sub_sample_hits(params: dict, height: int, width: int, line_set: int) -> np.ndarray:
+    """Which of each output pixel's 2x2 canvas sub-samples fall on a line of one set, as 4 bits.
 
-    Equivalent to drawing the lines on the 2x canvas (point samples, as the reference's
-    nearest-neighbour PIL transforms do) and averaging each 2x2 block down: each output pixel
-    looks up a 1-D profile that already holds the mean of its 2x2 sub-samples, whose offsets
-    along the line-normal coordinate ``v`` are those at the image centre. The lookup itself is
-    one nearest-neighbour ``cv2.warpPerspective`` of that profile, so the cost is one pass at 1x.
+    Bit ``k + 4 * line_set`` of the result is set when sub-sample ``k`` (row-major in the 2x2
+    block) of the 2x canvas lies on a line: exactly what the reference's nearest-neighbour PIL
+    transforms draw on its 2x canvas. Each output pixel looks the bits up in a 1-D profile along the line-normal
+    coordinate ``v`` (the sub-samples' offsets in ``v`` are those at the image centre), with one
+    nearest-neighbour ``cv2.warpPerspective``, so the cost is one pass at 1x, never the 2x canvas.
     """
     upsample = int(params["upsample"])
+    if upsample != 2:
+        raise ValueError(f"moire renders on a 2x canvas, got upsample={upsample}")
     matrix = _line_set_homography(
         height,
         width,
@@ -248,15 +249,16 @@ def moire_transmission(params: dict, height: int, width: int, line_set: int) -> 
     )
     period = float(params["thickness"]) + float(params["gap"])
     thickness = float(params["thickness"])
-    alpha = int(params["alpha"])
+    if not (thickness > 0 and period > thickness):
+        raise ValueError(f"moire needs 0 < thickness < thickness + gap, got {thickness} and {period}")
     # the 2x2 sub-sample offsets in v (from the derivatives at the centre, one canvas px apart)
     cx, cy = (width - 1) / 2.0, (height - 1) / 2.0
     step = 1.0 / upsample
     v_centre = _project_v(matrix, np.array([cx]), np.array([cy]))[0]
     dv_dx = (_project_v(matrix, np.array([cx + step]), np.array([cy]))[0] - v_centre) / step
     dv_dy = (_project_v(matrix, np.array([cx]), np.array([cy + step]))[0] - v_centre) / step
-    subs = np.arange(upsample, dtype=np.float64) - (upsample - 1) / 2.0  # e.g. -0.5, +0.5
-    sub_offsets = ((subs[:, None] * dv_dx + subs[None, :] * dv_dy) / upsample).ravel()
+    subs = np.arange(upsample, dtype=np.float64) - (upsample - 1) / 2.0  # -0.5, +0.5 canvas px
+    sub_offsets = ((subs[None, :] * dv_dx + subs[:, None] * dv_dy) / upsample).ravel()  # row-major
     # v over the image (projective: extremes at the corners), with room for the sub-samples
     corner_v = _project_v(
         matrix, np.array([-1.0, width, width, -1.0]), np.array([-1.0, -1.0, height, height])
@@ -267,23 +269,22 @@ def moire_transmission(params: dict, height: int, width: int, line_set: int) -> 
     per_pixel = max(abs(dv_dx), abs(dv_dy))
     resolution = min(_MAX_PROFILE / (v_hi - v_lo), 16.0 / min(thickness, period), 32.0 / per_pixel)
     length = int(math.ceil((v_hi - v_lo) * resolution)) + 1
-    # Line mask once on a grid extended by the sub-sample shifts (whole samples), then the mean of
-    # the shifted copies: one floor per sample instead of one per sample and sub-sample.
+    # Line mask once on a grid extended by the sub-sample shifts (whole samples), then one bit per
+    # shifted copy: one floor per sample instead of one per sample and sub-sample.
     shifts = np.rint(sub_offsets * resolution).astype(np.int64)
     first = int(shifts.min())
     extended = length + int(shifts.max()) - first
     phase = (v_lo + (first + np.arange(extended, dtype=np.float64)) / resolution) / period
-    on_line = ((phase - np.floor(phase)) < thickness / period).astype(np.int32)
-    covered = np.zeros(length, dtype=np.int32)
-    for shift in shifts - first:
-        covered += on_line[shift : shift + length]
-    profile = np.rint(255.0 - alpha * covered / len(sub_offsets)).astype(np.uint8).reshape(-1, 1)
+    on_line = ((phase - np.floor(phase)) < thickness / period).astype(np.uint8)
+    hits = np.zeros(length, dtype=np.uint8)
+    for bit, shift in enumerate(shifts - first):
+        hits |= on_line[shift : shift + length] << np.uint8(bit + 4 * line_set)
     # dst (x, y) -> src (0, (v - v_lo) * resolution): a homography whose x row is zero
     lookup = np.zeros((3, 3), dtype=np.float64)
     lookup[1] = (matrix[1] - v_lo * matrix[2]) * resolution
     lookup[2] = matrix[2]
     return cv2.warpPerspective(
-        profile,
+        hits.reshape(-1, 1),
         lookup,
         (width, height),
         flags=cv2.INTER_NEAREST | cv2.WARP_INVERSE_MAP,
@@ -291,14 +292,32 @@ def moire_transmission(params: dict, height: int, width: int, line_set: int) -> 
     )
 
 
+def moire_transmission_lut(alpha: int) -> np.ndarray:
+    """Transmission (255 = clear) for each 8-bit code ``hits_set1 | hits_set2 << 4``.
+
+    Each of the 4 sub-samples is darkened once per line set covering it (black composited at
+    opacity ``alpha``/255, as the reference's two ``alpha_composite`` calls), then the 4 are
+    averaged: the 2x2 area average of the 2x canvas, products taken before averaging so the beat
+    between the two sets is rendered exactly.
+    """
+    codes = np.arange(256)
+    keep = (255 - int(alpha)) / 255.0
+    total = np.zeros(256, dtype=np.float64)
+    for bit in range(4):
+        layers = ((codes >> bit) & 1) + ((codes >> (bit + 4)) & 1)
+        total += 255.0 * keep**layers
+    return np.rint(total / 4).astype(np.uint8)
+
+
 def _moire_apply(image: np.ndarray, params: dict) -> np.ndarray:
     image = check_image(image)
     height, width = image.shape[:2]
-    transmission = moire_transmission(params, height, width, 0)
-    for line_set in range(1, len(params["angles"])):
-        transmission = cv2.multiply(
-            transmission, moire_transmission(params, height, width, line_set), scale=1.0 / 255.0
-        )
+    if len(params["angles"]) != 2 or len(params["offsets"]) != 2:
+        raise ValueError("moire has exactly two line sets")
+    codes = cv2.bitwise_or(  # first set's hits in the low nibble, second set's in the high one
+        moire_sub_sample_hits(params, height, width, 0), moire_sub_sample_hits(params, height, width, 1)
+    )
+    transmission = cv2.LUT(codes, moire_transmission_lut(int(params["alpha"])))
     return multiply_transmission(image, transmission)
 
 

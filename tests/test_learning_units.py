@@ -98,7 +98,7 @@ def test_tasks_frontal_only_and_formats(small_set):
         CheXpertDataset(csv, root, uncertainty="u-maybe")
 
 
-def test_missing_and_corrupt_images_are_named(small_set, tmp_path):
+def test_missing_and_corrupt_images_are_named(small_set, tmp_path, capsys):
     root, csv = small_set
     frame = pd.read_csv(csv)
     os.remove(root / frame["Path"][1])
@@ -108,6 +108,11 @@ def test_missing_and_corrupt_images_are_named(small_set, tmp_path):
     dataset = CheXpertDataset(csv, root, image_size=16)
     with pytest.raises(ImageReadError, match=r"view2_lateral\.png"):
         dataset[1]
+    # in training (through a DataLoader worker) it stops the run with the path, one clean line
+    code = main(["train", "--csv", str(csv), "--data-root", str(root), "--arch", "tiny", "--image-size", "16",
+                 "--epochs", "1", "--workers", "1", "--out", str(tmp_path / "corrupt")])
+    err = capsys.readouterr().err
+    assert code == 2 and "view2_lateral.png" in err and "Traceback" not in err, err
     # the command says so before training starts, as a clean error
     os.remove(root / frame["Path"][1])
     code = main(["train", "--csv", str(csv), "--data-root", str(root), "--arch", "tiny", "--image-size", "16",
@@ -187,5 +192,5 @@ def test_models_build_and_init(tmp_path):
     assert torch.equal(target.features.conv0.weight, imagenet["features.conv0.weight"])
     key = "features.denseblock1.denselayer1.norm1.weight"
     assert torch.equal(target.state_dict()[key], imagenet[key])
-    with pytest.raises(ValueError, match="no tensor matches"):
+    with pytest.raises(ValueError, match="wrong architecture"):
         init_from_file(build_model("tiny", 5), tmp_path / "imagenet.pth")

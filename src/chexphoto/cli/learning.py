@@ -7,8 +7,6 @@ import sys
 
 from chexphoto.cli.common import CommandError
 
-AUGMENT_CHOICES = ("none", "photographic", "digital", "default", "all")
-
 
 def _require_torch() -> None:
     try:

@@ -17,10 +17,8 @@ _EXPORTS = {
     "build_model": "chexphoto.learning.models",
     "load_model": "chexphoto.learning.models",
     "export_torchscript": "chexphoto.learning.models",
-    "train": "chexphoto.learning.train",
     "TrainConfig": "chexphoto.learning.train",
     "predict_dataset": "chexphoto.learning.predict",
-    "benchmark": "chexphoto.learning.benchmark",
 }
 
 __all__ = sorted(_EXPORTS)

@@ -28,6 +28,7 @@ import torch
 from torch import nn
 
 from chexphoto.fsutil import atomic_write_text
+from chexphoto.imageio import ImageReadError
 from chexphoto.learning.augment import RandomPhotographic, transform_set
 from chexphoto.learning.data import UNCERTAINTY_POLICIES, CheXpertDataset, resolve_tasks
 from chexphoto.learning.models import (
@@ -208,7 +209,7 @@ def train(config: TrainConfig, *, log: Callable[[str], None] = print) -> dict:
         total, seen = 0.0, 0
         with make_progress("images") as bar:
             task = bar.add_task(f"epoch {epoch}/{config.epochs}", total=len(train_set))
-            for images, labels, mask in loader:
+            for images, labels, mask in _reraise_clean(loader):
                 optimizer.zero_grad(set_to_none=True)
                 loss = masked_bce(model(images.contiguous(memory_format=torch.channels_last)), labels, mask)
                 loss.backward()
@@ -242,6 +243,20 @@ def train(config: TrainConfig, *, log: Callable[[str], None] = print) -> dict:
                           "".join(json.dumps(h, sort_keys=True) + "\n" for h in history))
         log(_format_entry(entry, config.epochs) + (" (best)" if is_best else ""))
     return entry
+
+
+def _reraise_clean(loader):
+    """Iterate ``loader``; an unreadable image in a worker process is re-raised with its own
+    message (the DataLoader wraps it in the worker's whole traceback)."""
+    try:
+        yield from loader
+    except ImageReadError as exc:
+        text = str(exc)
+        if "Original Traceback" in text:
+            last = text.strip().splitlines()[-1]
+            text = last.split(": ", 1)[1] if ": " in last else last
+            raise ImageReadError(text) from None
+        raise
 
 
 def _comparable(value):

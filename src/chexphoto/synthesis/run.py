@@ -178,8 +178,9 @@ def _chunks(jobs: list[Job], size: int) -> list[list[Job]]:
 
 
 def chunk_size(n_jobs: int, workers: int) -> int:
-    """Chunks big enough to amortise the round trip, small enough to balance the load."""
-    return max(1, min(16, n_jobs // max(1, workers * 4)))
+    """Chunks big enough to amortise the round trip (a job is a few hundred bytes, a result a
+    manifest record), small enough that every worker gets several and they finish together."""
+    return max(1, min(16, n_jobs // max(1, workers * 8)))
 
 
 def _run_inline(jobs: list[Job], size: int) -> Iterator[list[dict]]:
@@ -379,9 +380,11 @@ def synthesize(
 
     ``name`` defaults to the preset's name when ``chain`` is a preset's chain, else
     :func:`~chexphoto.synthesis.plan.default_name` (the CLI names ``--transform`` chains by the
-    chain even when they equal a preset). ``workers`` defaults to ``os.cpu_count()``; ``scheduler`` (``tcp://host:port``) runs the jobs
-    on Dask instead. ``progress=None`` shows the bar only on a terminal. Bad rows are reported in
-    ``<name>.errors.csv`` and in the result; they never stop the run.
+    chain even when they equal a preset). ``workers`` defaults to ``os.cpu_count()``;
+    ``scheduler`` (``tcp://host:port``) runs the jobs on Dask instead. ``progress=None`` shows
+    the bar only on a terminal. Bad rows are reported in ``<name>.errors.csv`` and in the
+    result; they never stop the run. Raises :class:`DatasetExistsError` (see
+    :func:`prepare_targets`) before writing anything when the target is taken.
     """
     if resume and overwrite:
         raise ValueError("--resume and --overwrite cannot be combined")

@@ -158,6 +158,34 @@ def pool_start_seconds(workers: int) -> float:
     return time.perf_counter() - start
 
 
+def _best_ms(fn, repeat: int = 7) -> float:
+    best = float("inf")
+    for _ in range(repeat):
+        start = time.perf_counter()
+        fn()
+        best = min(best, time.perf_counter() - start)
+    return best * 1000
+
+
+def stage_costs(image: np.ndarray) -> list[tuple[str, float]]:
+    """Best-of-7 ms of each stage of one image in one process: the floor's decode and encode, and
+    each chain's render and the encode of *its output* (a photographed output has more fine
+    detail than the radiograph, so its JPEG encode is part of the chain's cost)."""
+    from chexphoto.synthesis.render import render_image
+
+    cv2.setNumThreads(1)
+    data = encode_image(image, "jpg", quality=95)
+    decoded = decode_image(data, "x.jpg")
+    rows = [("decode (floor)", _best_ms(lambda: decode_image(data, "x.jpg"))),
+            ("encode (floor)", _best_ms(lambda: encode_image(decoded, "jpg", quality=95)))]
+    for name, make_chain in CHAINS.items():
+        spec = make_chain().spec()
+        out, _ = render_image(decoded, 0, spec, "bench/key.jpg")
+        rows.append((f"render {name}", _best_ms(lambda spec=spec: render_image(decoded, 0, spec, "bench/key.jpg"))))
+        rows.append((f"encode {name} output", _best_ms(lambda out=out: encode_image(out, "jpg", quality=95))))
+    return rows
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--full", type=int, default=120, help="full-size images per run (120)")
@@ -176,6 +204,7 @@ def main(argv: list[str] | None = None) -> int:
     small = cv2.resize(full, (round(w * scale), round(h * scale)), interpolation=cv2.INTER_AREA)
     print(f"cores: {os.cpu_count()}, python {sys.version.split()[0]}, opencv {cv2.__version__}, "
           f"load average at start {os.getloadavg()[0]:.2f}")
+    stages = stage_costs(full)
     first_pool = pool_start_seconds(2)  # includes starting the fork server (once per process)
     later_pool = pool_start_seconds(2)
     rows = []
@@ -222,6 +251,10 @@ def main(argv: list[str] | None = None) -> int:
     print("worker memory at 1841x1955 (MB): idle RSS, peak while rendering, peak above idle")
     for name, (idle, peak, method) in (memory or {}).items():
         print(f"  {name:<14} idle {idle:7.1f}  peak {peak:7.1f}  above idle {peak - idle:7.1f}  ({method})")
+    print()
+    print("stages of one 1841x1955 image, one process (best of 7, ms):")
+    for label, ms in stages:
+        print(f"  {label:<28} {ms:7.1f}")
     print()
     print(f"pool of 2 workers: first start {first_pool:.2f} s (fork server + preload), later starts "
           f"{later_pool:.2f} s; every synthesize run with workers > 1 pays one start")

@@ -298,3 +298,25 @@ def test_a_dying_worker_fails_only_its_own_image(tmp_path, data):
     assert by_row[jobs[2].row]["status"] == "failed"
     assert "worker process died" in by_row[jobs[2].row]["reason"]
     assert all(r["status"] == "written" for row, r in by_row.items() if row != jobs[2].row)
+
+
+def test_plan_refuses_symlinked_folders_leading_out(tmp_path):
+    root, outside = tmp_path / "root", tmp_path / "outside"
+    (outside / "study1").mkdir(parents=True)
+    (outside / "study1" / "view1_frontal.jpg").write_bytes(b"x")
+    inside = root / "CheXpert-v1.0-small" / "valid"
+    (inside / "patient00002" / "study1").mkdir(parents=True)
+    (inside / "patient00002" / "study1" / "view1_frontal.jpg").write_bytes(b"x")
+    (inside / "patient00001").symlink_to(outside, target_is_directory=True)  # a folder leading out
+    (inside / "patient00003").symlink_to(inside / "patient00002", target_is_directory=True)  # stays in
+    out = tmp_path / "out" / OUT_NAME
+    (out / "valid" / "synthetic" / "digital").mkdir(parents=True)
+    (out / "valid" / "synthetic" / "digital" / "patient00003").symlink_to(outside, target_is_directory=True)
+    paths = [f"CheXpert-v1.0-small/valid/patient0000{i}/study1/view1_frontal.jpg" for i in (1, 2, 3, 1)]
+    plan = plan_jobs(paths, data_root=root, out_dir=out, chain=preset("digital"), name="digital")
+    assert [job.row for job in plan.jobs] == [3]
+    assert plan.jobs[0].source_file == str((inside / "patient00002/study1/view1_frontal.jpg").resolve())
+    reasons = {e.row: e.reason for e in plan.errors}
+    assert sorted(reasons) == [2, 4, 5]
+    assert "resolves outside" in reasons[2] and "resolves outside" in reasons[5]
+    assert reasons[4].startswith("output would be written outside --out")

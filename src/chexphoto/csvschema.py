@@ -145,7 +145,24 @@ def read_csv(path: str | os.PathLike) -> pd.DataFrame:
         raise CSVFormatError(f"not a readable CSV: {exc}", file=path) from exc
     if "Path" not in df.columns:
         raise CSVFormatError("no 'Path' column (not a CheXpert-format CSV)", file=path, column="Path")
+    _refuse_duplicate_columns(path)
     return df
+
+
+def _refuse_duplicate_columns(path: str) -> None:
+    """pandas silently renames a repeated column to ``X.1``; a label table must not be ambiguous."""
+    import csv
+
+    try:
+        with open(path, encoding="utf-8-sig", newline="") as fh:
+            header = next(csv.reader(fh), [])
+    except (OSError, UnicodeDecodeError, csv.Error):
+        return  # pandas read it; nothing more to learn from the header
+    seen: set[str] = set()
+    for name in header:
+        if name in seen:
+            raise CSVFormatError("column appears more than once in the header", file=path, row=1, column=name)
+        seen.add(name)
 
 
 def parse_label(value: str) -> float | None:

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-from PIL import Image
+from PIL import Image, UnidentifiedImageError
 
 from chexphoto.fsutil import atomic_write_bytes
 
@@ -88,8 +88,11 @@ def _header_size(data: bytes) -> tuple[int, int]:
     try:
         with Image.open(io.BytesIO(data)) as im:
             return im.size
+    except UnidentifiedImageError:
+        # Pillow's message names an in-memory object address: keep reasons reproducible
+        raise ImageReadError("unrecognised or corrupt image (not JPEG, PNG, TIFF, BMP or DICOM)") from None
     except Exception as exc:
-        raise ImageReadError(f"unrecognised or corrupt image: {exc}") from exc
+        raise ImageReadError(f"unrecognised or corrupt image: {type(exc).__name__}: {exc}") from exc
 
 
 def decode_image(data: bytes, path: str = "", *, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:

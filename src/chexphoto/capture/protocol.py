@@ -104,7 +104,7 @@ def check_filename(filename: str, seq: int) -> None:
     if not filename:
         raise ProtocolError("empty filename")
     if any(ch in filename for ch in "/\\|"):
-        raise ProtocolError("filename contains a path separator or '|'")
+        raise ProtocolError("filename contains a path separator or the field separator")
     if ".." in filename:
         raise ProtocolError("filename contains '..'")
     if any(ord(ch) < 32 or unicodedata.category(ch) in ("Cc", "Cf", "Zl", "Zp") for ch in filename):
@@ -137,7 +137,7 @@ def parse_request(data: bytes, *, token: str | None = None) -> Request:
     except UnicodeDecodeError:
         raise ProtocolError("datagram is not UTF-8") from None
     if SEP not in text:
-        raise ProtocolError("no '|' separator")
+        raise ProtocolError("no separator between sequence number and file name")
     counter = None
     if token is not None:
         text, counter = _strip_mac(text, token, "")

@@ -53,10 +53,16 @@ def main(argv: list[str] | None = None) -> int:
         from chexphoto.imageio import ImageReadError
 
         expected = (CommandError, CSVFormatError, PathParseError, PathEscapeError, ImageReadError,
-                    FileNotFoundError, FileExistsError, KeyError, ValueError)
+                    OSError, KeyError, ValueError)
         if not isinstance(exc, expected):
             raise
-        message = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
+        if isinstance(exc, KeyError) and exc.args:
+            message = exc.args[0]
+        elif isinstance(exc, OSError) and exc.strerror and exc.filename is not None:
+            # e.g. a folder given where a file is expected: "Is a directory: 'stats/'"
+            message = f"{exc.strerror}: {exc.filename}"
+        else:
+            message = exc
         print(f"chexphoto {args.command}: error: {message}", file=sys.stderr)
         return getattr(exc, "code", 2)
 

@@ -177,6 +177,15 @@ def _camera(args) -> int:
         if not args.quiet:
             print(f"{datetime.now():%H:%M:%S.%f}"[:-3] + f" {message}", flush=True)
 
+    if not 0 <= args.port <= 65535:
+        raise CommandError(f"--port must be between 0 and 65535, got {args.port}")
+    export = os.path.abspath(args.export)
+    if os.path.exists(export) and not os.path.isdir(export):
+        raise CommandError(f"--export {args.export} exists and is not a folder")
+    try:
+        os.makedirs(export, exist_ok=True)
+    except OSError as exc:
+        raise CommandError(f"cannot create the export folder {args.export}: {exc.strerror or exc}") from None
     source = open_source(args.source, seed=args.seed)
     try:
         server = CameraServer(args.export, args.start_seq, source, host=args.host, port=args.port, token=token,

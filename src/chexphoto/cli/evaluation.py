@@ -27,7 +27,7 @@ def register(sub) -> None:
     p = sub.add_parser(
         "evaluate", help="AUROC per task with patient-bootstrap confidence intervals",
         description="AUROC per task and the mean over the 5 CheXpert competition tasks, each with a "
-                    "95%% CI from a bootstrap over patients. Predictions are matched to labels by "
+                    "95% CI from a bootstrap over patients. Predictions are matched to labels by "
                     "patient/study/view read from the paths.")
     p.add_argument("--labels", required=True, metavar="CSV", help="CheXpert-format label CSV")
     p.add_argument("--predictions", required=True, metavar="PRED.csv",
@@ -39,7 +39,7 @@ def register(sub) -> None:
     p = sub.add_parser(
         "compare", help="paired bootstrap difference in AUROC between conditions",
         description="Paired difference in AUROC of each condition against the first (reference) on the "
-                    "images/studies all conditions have, with a paired patient-bootstrap 95%% CI and a "
+                    "images/studies all conditions have, with a paired patient-bootstrap 95% CI and a "
                     "two-sided bootstrap p-value.")
     p.add_argument("--labels", required=True, metavar="CSV", help="CheXpert-format label CSV")
     p.add_argument("--predictions", required=True, action="append", metavar="NAME=PRED.csv",
@@ -117,7 +117,7 @@ def _results_table(result: dict, title: str):
 
 
 def _evaluate(args) -> int:
-    from chexphoto.evaluation.metrics import evaluate
+    from chexphoto.evaluation.metrics import evaluate, plural_unit
 
     result = evaluate(args.labels, args.predictions, level=args.level, tasks=args.tasks,
                       bootstrap=args.bootstrap, seed=args.seed, allow_missing=args.allow_missing, progress=True)
@@ -130,7 +130,7 @@ def _evaluate(args) -> int:
     c = result["counts"]
     b = result["bootstrap"]
     Console().print(_results_table(
-        result, f"{result['level']}-level AUROC: {c['scored']} {result['level']}s, {c['patients']} patients, "
+        result, f"{result['level']}-level AUROC: {c['scored']} {plural_unit(result['level'])}, {c['patients']} patients, "
                 f"{b['replicates']} patient-bootstrap replicates (seed {b['seed']})"))
     return 0
 

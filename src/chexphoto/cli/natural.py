@@ -30,7 +30,7 @@ def register(sub) -> None:
     p.add_argument("--export", required=True, metavar="DIR", help="flat folder of the exported photos")
     p.add_argument("--out", required=True, metavar="DATASET_DIR", help="dataset folder, e.g. MyPhotos")
     p.add_argument("--name", required=True, help="name of this natural set, e.g. iphone")
-    p.add_argument("--split", help="train / valid / test (default: from the CSV paths)")
+    p.add_argument("--split", choices=("train", "valid", "test"), help="train / valid / test (default: from the CSV paths)")
     p.add_argument("--allow-missing", action="store_true",
                    help="compile the proven rows even if others have problems (exit 0; report still written)")
     p.add_argument("--match-by-time", metavar="LOG", action="append",

@@ -10,6 +10,13 @@ from chexphoto.cli.common import CommandError
 SPLITS = ("train", "valid", "test")
 
 
+def _tile_size(text: str) -> int:
+    value = int(text)
+    if not 32 <= value <= 4096:
+        raise argparse.ArgumentTypeError(f"tile size must be between 32 and 4096 pixels, got {value}")
+    return value
+
+
 def register(sub) -> None:
     """Add this area's sub-commands to the chexphoto parser."""
     p = sub.add_parser(
@@ -71,7 +78,7 @@ def register(sub) -> None:
     p.add_argument("--out", required=True, metavar="SHEET.png", help="where to write the sheet (.png or .jpg)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--transform", metavar="A,B,C", help="only these transforms (default: all)")
-    p.add_argument("--tile", type=int, default=256, help="tile size in pixels (256)")
+    p.add_argument("--tile", type=_tile_size, default=256, help="tile size in pixels (256)")
     p.set_defaults(func=_preview)
 
     p = sub.add_parser("demo", help="run everything on the radiograph shipped with pydicom-data")

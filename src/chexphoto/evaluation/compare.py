@@ -33,6 +33,7 @@ from chexphoto.evaluation.metrics import (
     bootstrap_distributions,
     match,
     percentile_ci,
+    plural_unit,
     summarize,
 )
 
@@ -129,11 +130,11 @@ def compare(labels: PathOrFrame, predictions: Mapping[str, PathOrFrame] | Sequen
     warnings = []
     for name, n in dropped.items():
         if n:
-            warnings.append(f"{name}: {n} of its {len(matched[name].keys)} {level}s are not in every "
+            warnings.append(f"{name}: {n} of its {len(matched[name].keys)} {plural_unit(level)} are not in every "
                             "condition and were left out")
     n_labels = first.counts.get("labels", 0)
     if len(first.keys) < n_labels:
-        warnings.append(f"{n_labels - len(first.keys)} of {n_labels} labelled {level}s are not in "
+        warnings.append(f"{n_labels - len(first.keys)} of {n_labels} labelled {plural_unit(level)} are not in "
                         "every condition and were left out")
     for name in results:
         warnings.extend(f"{name}: {w}" for w in results[name]["warnings"])

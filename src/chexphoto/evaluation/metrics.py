@@ -71,6 +71,11 @@ PathOrFrame = str | os.PathLike | pd.DataFrame
 # ---------------------------------------------------------------------------------------------
 
 
+def plural_unit(level: str) -> str:
+    """"images" / "studies": what is counted at an evaluation level."""
+    return "studies" if level == "study" else f"{level}s"
+
+
 def _source_name(path_or_df: PathOrFrame, default: str) -> str | None:
     return None if isinstance(path_or_df, pd.DataFrame) else str(path_or_df) if path_or_df else default
 
@@ -357,7 +362,7 @@ def match(labels: PathOrFrame, predictions: PathOrFrame, *, level: str = "image"
                  (labs.loc[~has_pred, "patient"] + "/" + labs.loc[~has_pred, "study"]).tolist())
         message = _unmatched_message(n_unmatched, f"labelled {level}(s) have no prediction", shown)
         if not allow_missing:
-            raise CSVFormatError(message + "; pass --allow-missing (allow_missing=True) to score only "
+            raise CSVFormatError(message + "; pass --allow-missing to score only "
                                  "the predicted ones", file=pred_file)
         warnings.append(message + "; they are left out of the scores")
 

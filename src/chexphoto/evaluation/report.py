@@ -26,7 +26,7 @@ import os
 from collections.abc import Mapping
 from pathlib import Path
 
-from chexphoto.evaluation.metrics import CI_LEVEL, PathOrFrame
+from chexphoto.evaluation.metrics import CI_LEVEL, PathOrFrame, plural_unit
 from chexphoto.fsutil import atomic_write_bytes, atomic_write_text
 
 COLORS = ("#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f",
@@ -376,7 +376,7 @@ def build_report(labels: PathOrFrame | None, predictions: Mapping[str, PathOrFra
         body.append("<h2>AUROC per task</h2>")
         body.append(f'<img src="{figures[-1]}" alt="AUROC per task per condition with confidence intervals">')
         body.append(_results_table(results))
-        body.append(f'<p class="note">{counts["scored"]} {level}s of {counts["patients"]} patients scored'
+        body.append(f'<p class="note">{counts["scored"]} {plural_unit(level)} of {counts["patients"]} patients scored'
                     f"{' (the keys every condition has)' if differences else ''}; "
                     f"{first['bootstrap']['replicates']} patient-level bootstrap replicates, seed "
                     f"{first['bootstrap']['seed']}. Uncertain labels are excluded per task; blank labels "

@@ -106,6 +106,11 @@ class RandomPhotographic:
     def __call__(self, image, key=None):
         """Transform ``image``; ``key`` (e.g. ``(path, epoch)``) makes a seeded draw per item."""
         is_pil = not isinstance(image, np.ndarray)
+        if is_pil and not hasattr(image, "convert"):
+            raise TypeError(
+                f"RandomPhotographic works on uint8 numpy arrays or PIL images (before ToTensor), "
+                f"got {type(image).__name__}"
+            )
         if is_pil:
             from PIL import Image
 

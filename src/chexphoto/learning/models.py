@@ -19,6 +19,7 @@ import io
 import json
 import os
 import re
+import warnings
 import zipfile
 from dataclasses import dataclass, field
 
@@ -117,7 +118,8 @@ def read_checkpoint(path: str | os.PathLike) -> dict:
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:
-        raise ValueError(f"{path}: not a readable checkpoint: {exc}") from exc
+        raise ValueError(f"{path}: not a readable checkpoint (neither a 'chexphoto train' checkpoint nor "
+                         f"TorchScript): {type(exc).__name__}") from exc
     if not isinstance(payload, dict) or payload.get("format") != CHECKPOINT_FORMAT:
         raise ValueError(
             f"{path}: not a chexphoto checkpoint (expected one written by 'chexphoto train', "
@@ -145,7 +147,9 @@ def load_model(path: str | os.PathLike, *, tasks: list[str] | None = None,
     if is_torchscript(path):
         extra = {TORCHSCRIPT_EXTRA: ""}
         try:
-            model = torch.jit.load(path, map_location="cpu", _extra_files=extra)
+            with warnings.catch_warnings():  # torch.jit.load's deprecation notice is not for our users
+                warnings.simplefilter("ignore", FutureWarning)
+                model = torch.jit.load(path, map_location="cpu", _extra_files=extra)
         except Exception as exc:
             raise ValueError(f"{path}: not a loadable TorchScript file: {exc}") from exc
         stored = json.loads(extra[TORCHSCRIPT_EXTRA]) if extra[TORCHSCRIPT_EXTRA] else {}
@@ -205,7 +209,9 @@ def init_from_file(model: nn.Module, path: str | os.PathLike) -> dict:
     if not os.path.exists(path):
         raise FileNotFoundError(f"initial weights not found: {path}")
     if is_torchscript(path):
-        state = torch.jit.load(path, map_location="cpu").state_dict()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", FutureWarning)
+            state = torch.jit.load(path, map_location="cpu").state_dict()
     else:
         try:
             state = torch.load(path, map_location="cpu", weights_only=True)

@@ -173,8 +173,18 @@ def prepare_targets(plan: Plan, *, resume: bool, overwrite: bool) -> dict[str, d
 # engines
 
 
-def _chunks(jobs: list[Job], size: int) -> list[list[Job]]:
-    return [jobs[i:i + size] for i in range(0, len(jobs), size)]
+def _chunks(jobs: list[Job], size: int, workers: int = 1) -> list[list[Job]]:
+    """Chunks of at most ``size`` jobs that shrink towards the end (guided scheduling): once
+    fewer than ``2 * workers * size`` jobs remain, each chunk takes half a worker's fair share,
+    down to single images, so the workers finish within about one image of each other instead
+    of one worker rendering a last full chunk while the others wait."""
+    chunks = []
+    start, total = 0, len(jobs)
+    while start < total:
+        step = max(1, min(size, (total - start) // (2 * workers)))
+        chunks.append(jobs[start:start + step])
+        start += step
+    return chunks
 
 
 def chunk_size(n_jobs: int, workers: int) -> int:
@@ -216,7 +226,7 @@ def _run_pool(jobs: list[Job], size: int, workers: int) -> Iterator[list[dict]]:
     were in flight are retried one image at a time in a new pool; an image that kills a worker
     on its own is reported as failed and the run goes on.
     """
-    queue: deque[list[Job]] = deque(_chunks(jobs, size))
+    queue: deque[list[Job]] = deque(_chunks(jobs, size, workers))
     max_in_flight = workers * 3
     while queue:
         pool = ProcessPoolExecutor(max_workers=workers, mp_context=_pool_context(), initializer=init_worker)
@@ -271,7 +281,7 @@ def _run_dask(jobs: list[Job], size: int, client) -> Iterator[list[dict]]:
     """The same chunks on a Dask distributed cluster (workers must see the same file paths)."""
     from dask.distributed import as_completed
 
-    chunks = _chunks(jobs, size)
+    chunks = _chunks(jobs, size, max(1, sum(client.nthreads().values())))
     futures = client.map(render_chunk, chunks, pure=False)
     by_key = {f.key: chunk for f, chunk in zip(futures, chunks, strict=True)}
     try:

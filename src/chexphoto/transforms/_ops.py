@@ -55,11 +55,12 @@ def pil_grey_mean(image: np.ndarray) -> int:
         grey += rgb[:, 2] * np.uint32(7471)
         grey += np.uint32(0x8000)
         grey >>= np.uint32(16)
-        hist = np.bincount(grey, minlength=256)
+        total = int(grey.sum(dtype=np.uint64))
     else:
-        hist = cv2.calcHist([image], [0], None, [256], [0, 256]).ravel().astype(np.int64)
-    count = int(hist.sum())
-    total = int(np.dot(np.arange(256, dtype=np.int64), hist.astype(np.int64)))
+        # the sum of the levels (what PIL's histogram-weighted mean adds up), exact: OpenCV sums
+        # 8-bit pixels in integers, and any sum below 2**53 is exact in the double it returns
+        total = int(cv2.sumElems(image)[0])
+    count = image.shape[0] * image.shape[1]
     return int(total / count + 0.5)
 
 

@@ -1,0 +1,61 @@
+"""Wrong inputs anywhere on the command line give one clean `error:` line and exit 2."""
+
+from __future__ import annotations
+
+import pytest
+
+from chexphoto.cli import main
+
+ROW = "CheXpert-v1.0-small/train/patient00001/study1/view1_frontal.jpg"
+
+
+def _run(capsys, argv):
+    code = main(argv)
+    err = capsys.readouterr().err
+    return code, err
+
+
+def test_folder_given_where_a_file_is_expected(tmp_path, capsys):
+    code, err = _run(capsys, ["stats", str(tmp_path)])
+    assert code == 2
+    assert err.strip() == f"chexphoto stats: error: Is a directory: {tmp_path}"
+
+
+def test_repeated_column_is_refused(tmp_path, capsys):
+    csv = tmp_path / "dup.csv"
+    csv.write_text(f"Path,Cardiomegaly,Cardiomegaly\n{ROW},1,0\n")
+    code, err = _run(capsys, ["stats", str(csv)])
+    assert code == 2
+    assert "row 1, column 'Cardiomegaly'" in err and "more than once" in err
+    assert "Traceback" not in err
+
+
+def test_bad_port_and_export_for_the_camera(tmp_path, capsys):
+    code, err = _run(capsys, ["camera", "--port", "99999", "--export", str(tmp_path / "e"), "--start-seq", "0",
+                              "--source", f"virtual:{tmp_path / 'f.png'}"])
+    assert code == 2 and "between 0 and 65535" in err
+    afile = tmp_path / "afile"
+    afile.write_text("x")
+    code, err = _run(capsys, ["camera", "--port", "0", "--export", str(afile), "--start-seq", "0",
+                              "--source", f"virtual:{tmp_path / 'f.png'}"])
+    assert code == 2 and "not a folder" in err
+
+
+def test_preview_tile_size_is_checked(tmp_path, capsys):
+    with pytest.raises(SystemExit) as stop:
+        main(["preview", str(tmp_path / "x.png"), "--out", str(tmp_path / "s.png"), "--tile", "0"])
+    assert stop.value.code == 2
+    assert "tile size" in capsys.readouterr().err
+
+
+def test_corrupt_image_reason_is_reproducible(tmp_path):
+    from chexphoto.imageio import ImageReadError, read_image
+
+    bad = tmp_path / "bad.jpg"
+    bad.write_bytes(b"not an image at all" * 4)
+    messages = set()
+    for _ in range(2):
+        with pytest.raises(ImageReadError) as err:
+            read_image(bad)
+        messages.add(str(err.value))
+    assert len(messages) == 1 and "0x" not in messages.pop()

@@ -59,3 +59,21 @@ def test_corrupt_image_reason_is_reproducible(tmp_path):
             read_image(bad)
         messages.add(str(err.value))
     assert len(messages) == 1 and "0x" not in messages.pop()
+
+
+@pytest.mark.parametrize("command", ["synthesize", "compile"])
+def test_invalid_label_values_are_refused_before_anything_is_written(tmp_path, capsys, command):
+    csv = tmp_path / "bad.csv"
+    csv.write_text(f"Path,Cardiomegaly\n{ROW},2.0\n")
+    out = tmp_path / "out"
+    if command == "synthesize":
+        argv = ["synthesize", "--csv", str(csv), "--data-root", str(tmp_path), "--out", str(out),
+                "--preset", "digital", "--workers", "1"]
+    else:
+        (tmp_path / "export").mkdir()
+        argv = ["compile", "--csv", str(csv), "--rows", "0:1", "--export", str(tmp_path / "export"),
+                "--out", str(out), "--name", "x"]
+    code, err = _run(capsys, argv)
+    assert code == 2
+    assert "row 2, column 'Cardiomegaly'" in err and "'2.0'" in err
+    assert not out.exists() or not any(p.is_file() for p in out.rglob("*"))

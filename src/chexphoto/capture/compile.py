@@ -51,7 +51,7 @@ from chexphoto.capture.exif_time import (
     read_show_log,
 )
 from chexphoto.capture.naming import FilenameError, parse_filename, strip_photo_extension
-from chexphoto.csvschema import PathParseError, parse_path, path_parts, read_csv, split_from_path
+from chexphoto.csvschema import PathParseError, parse_path, path_parts, read_csv, split_from_path, validate
 from chexphoto.fsutil import atomic_write_bytes, atomic_write_text, resolve_inside
 from chexphoto.imageio import DEFAULT_MAX_PIXELS
 from chexphoto.progress import make_progress
@@ -399,6 +399,9 @@ def compile_export(csv_path: str | os.PathLike, rows: str | tuple[int, int], exp
     """
     name = check_name(name, "--name")
     df = read_csv(csv_path)
+    # label values are copied into the dataset: refuse a malformed table outright (paths are
+    # checked row by row below, where a bad one is a reported problem, not a crash)
+    validate(df, str(csv_path), require_keys=False)
     start, end = parse_rows(f"{rows[0]}:{rows[1]}" if isinstance(rows, tuple) else rows, len(df))
     if guard < 0:
         raise ValueError("--guard must not be negative")

@@ -26,7 +26,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from chexphoto.csvschema import read_csv
+from chexphoto.csvschema import read_csv, validate
 from chexphoto.fsutil import atomic_write_text
 from chexphoto.imageio import DEFAULT_MAX_PIXELS
 from chexphoto.synthesis.manifest import Journal, compact_record, read_manifest, record_line
@@ -408,6 +408,7 @@ def synthesize(
         raise ValueError("--workers must be at least 1")
     started = time.perf_counter()
     df = read_csv(csv)
+    validate(df, str(csv), require_keys=False)  # labels are copied as they are: refuse invalid ones up front
     if df.empty and split is None:
         raise ValueError(f"{csv} has no rows (pass --split to write an empty set)")
     plan = plan_jobs(df["Path"].tolist(), data_root=data_root, out_dir=out_dir, chain=chain, name=name,

@@ -34,7 +34,11 @@ def referenced_files(index) -> list[str]:
     refs = re.findall(r'(?:src|href)="([^"]+)"', text)
     assert not any(r.startswith(("http:", "https:", "//", "/")) for r in refs), refs
     assert "<script" not in text and "@import" not in text
-    return refs
+    embedded = [r for r in refs if r.startswith("data:image/png;base64,")]
+    linked = [r for r in refs if not r.startswith("data:")]
+    # every figure is embedded (the page alone is the report) and linked to its file beside it
+    assert len(embedded) == len([r for r in linked if r.endswith(".png")])
+    return linked
 
 
 def test_report_writes_self_contained_page(files):

@@ -18,6 +18,7 @@ building a report works headless and in threads. Same inputs and seed give the s
 
 from __future__ import annotations
 
+import base64
 import html
 import io
 import json
@@ -37,6 +38,14 @@ DPI = 110
 # ---------------------------------------------------------------------------------------------
 # Figures
 # ---------------------------------------------------------------------------------------------
+
+
+def _embedded_png(out_dir: Path, name: str, alt: str) -> str:
+    """The PNG embedded in the page (so index.html alone is the whole report, e.g. as an e-mail
+    attachment) and linked to the file written beside it."""
+    data = base64.b64encode((Path(out_dir) / name).read_bytes()).decode("ascii")
+    return (f'<a href="{html.escape(name)}"><img src="data:image/png;base64,{data}" '
+            f'alt="{html.escape(alt)}"></a>')
 
 
 def _figure(width: float, height: float):
@@ -374,7 +383,7 @@ def build_report(labels: PathOrFrame | None, predictions: Mapping[str, PathOrFra
         first = next(iter(results.values()))
         counts = first["counts"]
         body.append("<h2>AUROC per task</h2>")
-        body.append(f'<img src="{figures[-1]}" alt="AUROC per task per condition with confidence intervals">')
+        body.append(_embedded_png(out_dir, figures[-1], "AUROC per task per condition with confidence intervals"))
         body.append(_results_table(results))
         body.append(f'<p class="note">{counts["scored"]} {plural_unit(level)} of {counts["patients"]} patients scored'
                     f"{' (the keys every condition has)' if differences else ''}; "
@@ -384,7 +393,7 @@ def build_report(labels: PathOrFrame | None, predictions: Mapping[str, PathOrFra
     if differences:
         figures.append(plot_differences(differences, out_dir / "differences.png"))
         body.append(f"<h2>Paired differences (reference: {html.escape(differences[0]['reference'])})</h2>")
-        body.append(f'<img src="{figures[-1]}" alt="AUROC differences with confidence intervals">')
+        body.append(_embedded_png(out_dir, figures[-1], "AUROC differences with confidence intervals"))
         body.append(_differences_table(differences))
         body.append('<p class="note">Paired bootstrap: every replicate resamples patients once and scores all '
                     "conditions on that same resample. p: two-sided, from the bootstrap distribution of the "
@@ -396,9 +405,9 @@ def build_report(labels: PathOrFrame | None, predictions: Mapping[str, PathOrFra
         cards.append(_card(_signed(None if ov["drop"] is None else -ov["drop"]), "change from clean (mean)"))
         figures.append(plot_severity(table, out_dir / "robustness_severity.png"))
         body.append("<h2>Robustness: AUROC against severity</h2>")
-        body.append(f'<img src="{figures[-1]}" alt="mean AUROC against severity level per transformation">')
+        body.append(_embedded_png(out_dir, figures[-1], "mean AUROC against severity level per transformation"))
         figures.append(plot_drop_heatmap(table, out_dir / "robustness_drop.png"))
-        body.append(f'<img src="{figures[-1]}" alt="drop from clean per transformation and level">')
+        body.append(_embedded_png(out_dir, figures[-1], "drop from clean per transformation and level"))
         body.append("<h2>Robustness table (mean AUROC over the competition tasks)</h2>")
         body.append(_robustness_table(table))
         body.append('<p class="note">Hover a cell for its 95% CI. Change from clean: the mean over levels '

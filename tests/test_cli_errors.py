@@ -77,3 +77,23 @@ def test_invalid_label_values_are_refused_before_anything_is_written(tmp_path, c
     assert code == 2
     assert "row 2, column 'Cardiomegaly'" in err and "'2.0'" in err
     assert not out.exists() or not any(p.is_file() for p in out.rglob("*"))
+
+
+def test_symlinked_set_folder_cannot_carry_label_files_out_of_out_dir(tmp_path, capsys, rg1_small):
+    import cv2
+
+    root = tmp_path / "root"
+    image = root / "CheXpert-v1.0-small/valid/patient1/study1/view1_frontal.jpg"
+    image.parent.mkdir(parents=True)
+    cv2.imwrite(str(image), rg1_small)
+    csv = tmp_path / "valid.csv"
+    csv.write_text("Path,Cardiomegaly\nCheXpert-v1.0-small/valid/patient1/study1/view1_frontal.jpg,1.0\n")
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    out = tmp_path / "out"
+    (out / "valid").mkdir(parents=True)
+    (out / "valid" / "synthetic").symlink_to(outside, target_is_directory=True)
+    code, err = _run(capsys, ["synthesize", "--csv", str(csv), "--data-root", str(root), "--out", str(out),
+                              "--preset", "digital", "--workers", "1"])
+    assert code == 2 and "outside --out" in err
+    assert list(outside.iterdir()) == []

@@ -320,3 +320,25 @@ def test_plan_refuses_symlinked_folders_leading_out(tmp_path):
     assert sorted(reasons) == [2, 4, 5]
     assert "resolves outside" in reasons[2] and "resolves outside" in reasons[5]
     assert reasons[4].startswith("output would be written outside --out")
+
+
+def test_a_failed_background_write_fails_only_its_row(tmp_path, data):
+    root, csv = data
+    out = tmp_path / OUT_NAME
+    plan = plan_jobs(read_csv(csv)["Path"].tolist(), data_root=root, out_dir=out,
+                     chain=Chain.from_names("identity", 1), name="identity_L1")
+    folders = [Path(job.output_file).parent for job in plan.jobs]
+    blocked = next(job for job, folder in zip(plan.jobs, folders, strict=True) if folders.count(folder) == 1)
+    Path(blocked.output_file).parent.parent.mkdir(parents=True)
+    Path(blocked.output_file).parent.write_bytes(b"a file where the study folder should be")
+    results = render_module.render_chunk(plan.jobs)
+    assert [r["row"] for r in results] == [job.row for job in plan.jobs]
+    failed = results[plan.jobs.index(blocked)]
+    assert failed["status"] == "failed" and "Error" in failed["reason"]
+    for job, result in zip(plan.jobs, results, strict=True):
+        if job is blocked:
+            continue
+        assert result["status"] == "written" and "_pending" not in result
+        record = result["record"]
+        assert record["output_sha256"] == hashlib.sha256(Path(job.output_file).read_bytes()).hexdigest()
+        assert record["source_sha256"] == hashlib.sha256(Path(job.source_file).read_bytes()).hexdigest()

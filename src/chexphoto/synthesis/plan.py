@@ -66,6 +66,14 @@ class Target:
     split: str
     name: str
 
+    def __post_init__(self) -> None:
+        # the label CSV, manifest and errors CSV live here: a symlinked split/synthetic folder
+        # must not carry them out of OUT_DIR (images are checked one by one as well)
+        root = Path(self.out_dir).resolve()
+        folder = self.folder.resolve()
+        if folder != root and root not in folder.parents:
+            raise PathEscapeError(f"{self.folder} leads outside --out {self.out_dir} (symlink?); refusing to write there")
+
     @property
     def folder(self) -> Path:
         return self.out_dir / self.split / "synthetic"

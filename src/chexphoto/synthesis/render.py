@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import itertools
 import os
+import threading
 import traceback
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
@@ -121,33 +123,58 @@ def _unchanged(job: Job, source_sha: str) -> bool:
         return False
 
 
+def _store(path: str, encoded: bytes, source: bytes | None) -> tuple[str | None, str]:
+    """Write the output, then hash it (and the source, when not hashed yet): the I/O and hashing
+    half of a job, which :func:`render_chunk` runs on a background thread (both release the GIL)
+    while the next image is decoded and rendered."""
+    write_output(path, encoded)
+    return (None if source is None else sha256_bytes(source)), sha256_bytes(encoded)
+
+
+#: The single I/O thread of this process, and (per calling thread: Dask runs several chunks in
+#: one process) whether :func:`render_chunk` is running, so jobs hand their writes to it.
+_io_thread: ThreadPoolExecutor | None = None
+_io_lock = threading.Lock()
+_state = threading.local()
+
+
 def render_job(job: Job) -> dict:
     """Render ``job``; returns ``{"status": "written"|"skipped", "record": {...}}`` or
-    ``{"status": "failed", "reason": ...}``. Never raises for a bad input image."""
+    ``{"status": "failed", "reason": ...}``. Never raises for a bad input image.
+
+    Inside :func:`render_chunk` the write is handed to the I/O thread and the result carries the
+    pending write under ``"_pending"``; :func:`render_chunk` completes it before returning."""
     base = {"index": job.index, "row": job.row, "split": job.split, "source": job.source}
+    pending = None
     try:
         data = read_source(job.source_file)
-        source_sha = sha256_bytes(data)
-        if job.expect is not None and _unchanged(job, source_sha):
-            record = expand_record(job.expect)
-            record["row"] = job.row
-            return {**base, "status": "skipped", "record": record}
+        source_sha = None
+        if job.expect is not None:
+            source_sha = sha256_bytes(data)
+            if _unchanged(job, source_sha):
+                record = expand_record(job.expect)
+                record["row"] = job.row
+                return {**base, "status": "skipped", "record": record}
         image = decode_image(data, job.source_file, max_pixels=job.max_pixels)
-        del data
         out, recorded = render_image(image, job.seed, job.chain, job.rng_key)
         del image
         encoded = encode_image(out, job.fmt, quality=job.quality)
         height, width = out.shape[:2]
         del out
-        write_output(job.output_file, encoded)
+        source = data if source_sha is None else None
+        del data
+        if getattr(_state, "deferring", False) and _io_thread is not None:
+            pending = _io_thread.submit(_store, job.output_file, encoded, source)
+            output_sha = None
+        else:
+            hashed, output_sha = _store(job.output_file, encoded, source)
+            source_sha = source_sha or hashed
     except ImageReadError as exc:
         return {**base, "status": "failed", "reason": str(exc)}
     except MemoryError:
         return {**base, "status": "failed", "reason": "out of memory while rendering this image"}
     except Exception as exc:  # a bug or an unexpected input must not stop the run
-        last = traceback.extract_tb(exc.__traceback__)[-1:]
-        where = f" at {os.path.basename(last[0].filename)}:{last[0].lineno}" if last else ""
-        return {**base, "status": "failed", "reason": f"{type(exc).__name__}: {exc}{where}"}
+        return {**base, "status": "failed", "reason": _failure_reason(exc)}
     record = {
         "row": job.row,
         "source": job.source,
@@ -157,17 +184,61 @@ def render_job(job: Job) -> dict:
         "format": job.fmt,
         "quality": job.quality,
         "output": job.output,
-        "output_sha256": sha256_bytes(encoded),
+        "output_sha256": output_sha,
         "height": int(height),
         "width": int(width),
     }
-    return {**base, "status": "written", "record": record}
+    result = {**base, "status": "written", "record": record}
+    if pending is not None:
+        result["_pending"] = pending
+    return result
+
+
+def _failure_reason(exc: BaseException) -> str:
+    last = traceback.extract_tb(exc.__traceback__)[-1:]
+    where = f" at {os.path.basename(last[0].filename)}:{last[0].lineno}" if last else ""
+    return f"{type(exc).__name__}: {exc}{where}"
+
+
+def _complete(result: dict) -> dict:
+    """Wait for a result's background write; a failed write makes the row failed."""
+    pending = result.pop("_pending", None)
+    if pending is None:
+        return result
+    try:
+        source_sha, output_sha = pending.result()
+    except Exception as exc:
+        base = {key: result[key] for key in ("index", "row", "split", "source")}
+        return {**base, "status": "failed", "reason": _failure_reason(exc)}
+    record = result["record"]
+    record["source_sha256"] = record["source_sha256"] or source_sha
+    record["output_sha256"] = output_sha
+    return result
 
 
 def render_chunk(jobs: Sequence[Job]) -> list[dict]:
-    """Render several jobs in one worker call (fewer round trips); small results only."""
+    """Render several jobs in one worker call (fewer round trips); small results only.
+
+    Each image's write and hashes run on one background thread while the next image is
+    decoded, rendered and encoded (at most two writes in flight, so memory stays bounded); every
+    write has finished, and failed writes are reported as failed rows, before this returns, so
+    a record only ever describes a file that is on disk."""
+    global _io_thread
     init_worker()
-    return [render_job(job) for job in jobs]
+    with _io_lock:
+        if _io_thread is None:
+            _io_thread = ThreadPoolExecutor(1, thread_name_prefix="chexphoto-write")
+    results: list[dict] = []
+    _state.deferring = True
+    try:
+        for job in jobs:
+            results.append(render_job(job))
+            if len(results) > 1:
+                results[-2] = _complete(results[-2])  # the previous write had this render's time
+    finally:
+        _state.deferring = False
+        results = [_complete(result) for result in results]
+    return results
 
 
 def replay_record(record: dict, source_bytes: bytes, *, max_pixels: int | None = None) -> tuple[bytes, np.ndarray]:

@@ -156,10 +156,12 @@ def _tilt_apply(image: np.ndarray, params: dict) -> np.ndarray:
     y1 = min(height, int(np.ceil(quad[:, 1].max())) + _CUBIC_REACH)
     shift = np.array([[1.0, 0.0, -x0], [0.0, 1.0, -y0], [0.0, 0.0, 1.0]])
     out = np.zeros_like(image)
-    out[y0:y1, x0:x1] = cv2.warpPerspective(
+    # written straight into the box of the black output (no temporary, no second copy)
+    cv2.warpPerspective(
         image,
         shift @ homography,
         (x1 - x0, y1 - y0),
+        dst=out[y0:y1, x0:x1],
         flags=cv2.INTER_CUBIC,
         borderMode=cv2.BORDER_CONSTANT,
         borderValue=0,

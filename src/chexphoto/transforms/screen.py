@@ -314,11 +314,10 @@ def _moire_apply(image: np.ndarray, params: dict) -> np.ndarray:
     height, width = image.shape[:2]
     if len(params["angles"]) != 2 or len(params["offsets"]) != 2:
         raise ValueError("moire has exactly two line sets")
-    codes = cv2.bitwise_or(  # first set's hits in the low nibble, second set's in the high one
-        moire_sub_sample_hits(params, height, width, 0), moire_sub_sample_hits(params, height, width, 1)
-    )
-    transmission = cv2.LUT(codes, moire_transmission_lut(int(params["alpha"])))
-    return multiply_transmission(image, transmission)
+    codes = moire_sub_sample_hits(params, height, width, 0)  # first set's hits in the low nibble,
+    cv2.bitwise_or(codes, moire_sub_sample_hits(params, height, width, 1), dst=codes)  # second's high
+    cv2.LUT(codes, moire_transmission_lut(int(params["alpha"])), dst=codes)  # in place: no new buffers
+    return multiply_transmission(image, codes)
 
 
 moire = register(

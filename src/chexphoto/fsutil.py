@@ -7,38 +7,46 @@ new one, never a torn file.
 
 from __future__ import annotations
 
+import itertools
 import os
-import tempfile
 from pathlib import Path, PurePosixPath, PureWindowsPath
-
-
-def _current_umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
-# mkstemp creates files readable by the owner only; datasets are shared, so written files get the
-# mode an ordinary open() would give them. Read once: os.umask is process-wide and not thread-safe.
-_FILE_MODE = 0o666 & ~_current_umask()
 
 
 class PathEscapeError(ValueError):
     """A relative path that would leave the folder it must stay in (``..``, absolute, drive)."""
 
 
-def atomic_write_bytes(path: str | os.PathLike, data: bytes, *, fsync: bool = False) -> None:
-    """Write ``data`` to ``path`` atomically (temp file in the same folder + rename)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+#: Temporary names are this process's id and a counter: unique across threads (``next`` on a
+#: count is atomic), forked workers (new pid) and stale files of a dead process (``O_EXCL``).
+_temp_counter = itertools.count()
+_OPEN_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
+
+
+def atomic_write_bytes(path: str | os.PathLike, data: bytes, *, fsync: bool = False,
+                       make_parents: bool = True) -> None:
+    """Write ``data`` to ``path`` atomically (temp file in the same folder + rename).
+
+    The file gets the mode an ordinary ``open()`` gives (0o666 less the umask), so datasets on
+    shared storage stay readable. ``make_parents=False`` skips the ``mkdir`` for callers that
+    already made the folder (it raises ``FileNotFoundError`` if the folder is gone).
+    """
+    path = os.fspath(path)
+    folder, name = os.path.split(path)
+    if make_parents and folder:
+        os.makedirs(folder, exist_ok=True)
+    while True:
+        tmp = os.path.join(folder, f".{name}.{os.getpid()}-{next(_temp_counter)}.tmp")
+        try:
+            fd = os.open(tmp, _OPEN_FLAGS, 0o666)
+            break
+        except FileExistsError:  # left by a killed process that had the same id: next name
+            continue
     try:
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
             if fsync:
                 fh.flush()
                 os.fsync(fh.fileno())
-        os.chmod(tmp, _FILE_MODE)
         os.replace(tmp, path)
     except BaseException:
         try:

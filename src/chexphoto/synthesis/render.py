@@ -8,7 +8,6 @@ numbers that made the pixels and ``chexphoto replay`` reproduces the bytes.
 
 from __future__ import annotations
 
-import itertools
 import os
 import threading
 import traceback
@@ -47,42 +46,23 @@ def init_worker() -> None:
 
 #: Folders this process has already created or seen (no mkdir per image).
 _known_folders: set[str] = set()
-_temp_names = itertools.count()
 
 
 def write_output(path: str, data: bytes) -> None:
-    """Write an output image atomically (temp file in its folder, then rename), cheaply.
+    """Write an output image atomically, creating its folder only once per process.
 
-    The same contract as :func:`chexphoto.fsutil.atomic_write_bytes` (no fsync: a crash loses at
-    most the images still in the page cache, and ``--resume`` re-checks every output's hash), minus
-    its per-file costs that add up over thousands of images: the folder is created once per
-    process, and the temp name is this process's id and a counter (``O_EXCL``, no random names
-    to retry). ``os.open`` with mode 0o666 gives the file the mode an ordinary ``open()`` would.
+    No fsync: a crash loses at most the images still in the page cache, and ``--resume``
+    re-checks every output's hash.
     """
-    folder, name = os.path.split(path)
+    folder = os.path.dirname(path)
     if folder not in _known_folders:
         os.makedirs(folder, exist_ok=True)
         _known_folders.add(folder)
-    tmp = os.path.join(folder, f".{name}.{os.getpid()}-{next(_temp_names)}.tmp")
     try:
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666)
+        atomic_write_bytes(path, data, make_parents=False)
     except FileNotFoundError:  # the folder was removed since: create it again
         _known_folders.discard(folder)
         atomic_write_bytes(path, data)
-        return
-    except FileExistsError:  # a temp file left by a killed process that had the same id
-        atomic_write_bytes(path, data)
-        return
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
 
 
 def rng_for(seed: int, chain_spec: Sequence, source_key: str) -> np.random.Generator:

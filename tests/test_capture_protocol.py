@@ -311,20 +311,54 @@ def test_web_display_serves_state_and_refuses_foreign_hosts():
     display = WebDisplay()
     try:
         display.show(3, np.zeros((24, 32), np.uint8))
-        with urllib.request.urlopen(display.address + "api/state?after=null", timeout=5) as response:
-            state = json.loads(response.read())
+        with urllib.request.urlopen(display.address + "api/state?after=null&page=page-aaaa1111", timeout=5) as r:
+            state = json.loads(r.read())
         assert state["frame"] == 3 and state["url"] == "/frame/3.png"
         with urllib.request.urlopen(display.address + "frame/3.png", timeout=5) as response:
             assert response.read().startswith(b"\x89PNG")
-        request = urllib.request.Request(display.address + "api/painted", data=b'{"frame": 2}', method="POST")
-        urllib.request.urlopen(request, timeout=5).close()
+
+        def painted(frame: int, page: str) -> None:
+            body = json.dumps({"frame": frame, "page": page}).encode()
+            request = urllib.request.Request(display.address + "api/painted", data=body, method="POST")
+            urllib.request.urlopen(request, timeout=5).close()
+
+        painted(2, "page-aaaa1111")
         assert not display.wait_painted(3, 0.05)  # a report for another frame is not this frame's
-        request = urllib.request.Request(display.address + "api/painted", data=b'{"frame": 3}', method="POST")
-        urllib.request.urlopen(request, timeout=5).close()
+        painted(3, "page-aaaa1111")
         assert display.wait_painted(3, 1)
         rebinding = urllib.request.Request(display.address, headers={"Host": "evil.example:80"})
         with pytest.raises(urllib.error.HTTPError, match="403"):
             urllib.request.urlopen(rebinding, timeout=5)
+    finally:
+        display.close()
+
+
+def test_only_the_page_showing_frames_can_report_them_painted():
+    """A second tab (e.g. on the operator's laptop) must not confirm a frame the screen the camera
+    sees has not painted yet: only the page that owns the display counts."""
+    import json
+    import urllib.request
+
+    from chexphoto.capture.displays import WebDisplay
+
+    display = WebDisplay()
+    try:
+        display.show(5, np.zeros((24, 32), np.uint8))
+        with urllib.request.urlopen(display.address + "api/state?after=null&page=screen-0001", timeout=5) as r:
+            assert json.loads(r.read())["frame"] == 5
+        with urllib.request.urlopen(display.address + "api/state?after=null&page=laptop-0002", timeout=5) as r:
+            other = json.loads(r.read())
+        assert other["other_page"] and other["frame"] is None and other["url"] is None
+        for page in ("laptop-0002", None):
+            body = json.dumps({"frame": 5, **({"page": page} if page else {})}).encode()
+            request = urllib.request.Request(display.address + "api/painted", data=body, method="POST")
+            with pytest.raises(urllib.error.HTTPError, match="409"):
+                urllib.request.urlopen(request, timeout=5)
+        assert not display.wait_painted(5, 0.05)
+        body = json.dumps({"frame": 5, "page": "screen-0001"}).encode()
+        request = urllib.request.Request(display.address + "api/painted", data=body, method="POST")
+        urllib.request.urlopen(request, timeout=5).close()
+        assert display.wait_painted(5, 1)
     finally:
         display.close()
 

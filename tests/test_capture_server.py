@@ -161,3 +161,36 @@ def test_source_specs():
         open_source("webcam")
     with pytest.raises(ValueError, match="cannot open camera device"):
         open_source("device:57")
+
+
+def test_a_failing_log_never_kills_the_server(tmp_path):
+    # regression: the CLI logs with print(); a closed stdout pipe (or a file name the terminal
+    # cannot encode) raised out of handle()'s own error path and ended the serve thread
+    def broken_log(message: str) -> None:
+        raise BrokenPipeError(32, "Broken pipe")
+
+    frame = tmp_path / "screen.png"
+    write_image(frame, np.zeros((48, 64), dtype=np.uint8))
+    server = CameraServer(tmp_path / "export", 0, VirtualSource(frame), host="127.0.0.1", log=broken_log).start()
+    try:
+        assert _ask(server, b"garbage").startswith(b"ERROR|")
+        name = make_filename(0, 1, PATH)
+        assert _ask(server, f"0|{name}".encode()) == f"OK|{name}".encode()
+        assert _ask(server, f"5|{make_filename(5, 1, PATH)}".encode()) == b"MISMATCH"
+        assert server.photos_taken == 1
+    finally:
+        server.stop()
+
+
+def test_the_longest_allowed_name_is_saved(setup):
+    # regression: the photo was written through a temporary name that embeds the photo's name,
+    # so names near the 255-byte limit (accepted by make_filename and the protocol) failed with
+    # "ERROR|internal error: OSError" on every attempt and the run could never pass that row
+    tmp_path, export, start = setup
+    server = start(start_seq=0)
+    csv_path = "p/patient1/study1/" + "v" * 220 + ".jpg"
+    name = make_filename(0, 1, csv_path)
+    assert len(name.encode()) == protocol.MAX_NAME_BYTES
+    assert _ask(server, f"0|{name}".encode()) == f"OK|{name}".encode()
+    assert sorted(p.name for p in export.iterdir()) == sorted([STATE_FILE, name])
+    assert decode_image((export / name).read_bytes()).ndim == 3

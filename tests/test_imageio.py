@@ -165,3 +165,10 @@ def test_atomic_files_get_ordinary_permissions(tmp_path):
     os.umask(mask)
     atomic_write_bytes(tmp_path / "perm.bin", b"x")
     assert (tmp_path / "perm.bin").stat().st_mode & 0o777 == 0o666 & ~mask
+
+
+def test_atomic_write_of_a_name_at_the_file_system_limit(tmp_path):
+    name = "a" * 251 + ".jpg"  # 255 bytes: the longest name a file system takes
+    atomic_write_bytes(tmp_path / name, b"photo")
+    assert (tmp_path / name).read_bytes() == b"photo"
+    assert [p.name for p in tmp_path.iterdir()] == [name]

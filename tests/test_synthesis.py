@@ -8,6 +8,7 @@ import hashlib
 import json
 import os
 import random
+import time
 from pathlib import Path
 
 import cv2
@@ -19,7 +20,8 @@ from chexphoto.csvschema import read_csv
 from chexphoto.imageio import read_image, write_image
 from chexphoto.synthesis import DatasetExistsError, synthesize
 from chexphoto.synthesis import render as render_module
-from chexphoto.synthesis.manifest import RECORD_KEYS, read_manifest
+from chexphoto.synthesis import run as run_module
+from chexphoto.synthesis.manifest import RECORD_KEYS, Journal, read_manifest, record_line
 from chexphoto.synthesis.plan import Job, default_name, plan_jobs
 from chexphoto.synthesis.replay import load_records, replay
 from chexphoto.synthesis.run import run_jobs
@@ -300,6 +302,38 @@ def test_a_dying_worker_fails_only_its_own_image(tmp_path, data):
     assert all(r["status"] == "written" for row, r in by_row.items() if row != jobs[2].row)
 
 
+@dataclasses.dataclass(frozen=True)
+class SlowJob(Job):
+    """A job that takes a while in a worker process, so it is still in flight when another dies."""
+
+    parent_pid: int = 0
+
+    def __getattribute__(self, name):
+        if name == "source_file" and os.getpid() != object.__getattribute__(self, "parent_pid"):
+            time.sleep(0.15)
+        return super().__getattribute__(name)
+
+
+def test_a_dying_worker_does_not_fail_the_single_images_in_flight_beside_it(tmp_path, data):
+    """A dying worker breaks every future in flight; near the end of a run chunks are single
+    images, and the innocent ones among them must be rendered, not reported as having killed it."""
+    root, csv = data
+    plan = plan_jobs(read_csv(csv)["Path"].tolist(), data_root=root, out_dir=tmp_path / OUT_NAME,
+                     chain=Chain.from_names("identity", 1), name="identity_L1")
+
+    def fields(job):
+        return {f.name: getattr(job, f.name) for f in dataclasses.fields(Job)}
+
+    jobs = [SlowJob(**fields(job), parent_pid=os.getpid()) for job in plan.jobs]
+    jobs[1] = WorkerKillingJob(**fields(plan.jobs[1]), parent_pid=os.getpid())
+    results = run_jobs(jobs, workers=2)  # 6 jobs, 2 workers: single-image chunks, all in flight
+    by_row = {r["row"]: r for r in results}
+    assert sorted(by_row) == sorted(j.row for j in jobs)
+    assert by_row[jobs[1].row]["status"] == "failed"
+    assert "worker process died" in by_row[jobs[1].row]["reason"]
+    assert all(r["status"] == "written" for row, r in by_row.items() if row != jobs[1].row)
+
+
 def test_plan_refuses_symlinked_folders_leading_out(tmp_path):
     root, outside = tmp_path / "root", tmp_path / "outside"
     (outside / "study1").mkdir(parents=True)
@@ -342,3 +376,93 @@ def test_a_failed_background_write_fails_only_its_row(tmp_path, data):
         record = result["record"]
         assert record["output_sha256"] == hashlib.sha256(Path(job.output_file).read_bytes()).hexdigest()
         assert record["source_sha256"] == hashlib.sha256(Path(job.source_file).read_bytes()).hexdigest()
+
+
+def test_resume_after_an_interruption_before_anything_was_journaled(tmp_path, data, photographic_reference,
+                                                                     monkeypatch):
+    """Images written by the first chunk but not yet journaled when the run stops: --resume must
+    still see an interrupted run of this command (not unknown files) and finish it."""
+    root, csv = data
+    out = tmp_path / OUT_NAME
+    real_render_job = render_module.render_job
+    calls = []
+
+    def interrupted_in_first_chunk(job):
+        calls.append(job.row)
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        return real_render_job(job)
+
+    monkeypatch.setattr(run_module, "chunk_size", lambda n_jobs, workers: 6)  # first chunk: 3 images
+    monkeypatch.setattr(render_module, "render_job", interrupted_in_first_chunk)
+    with pytest.raises(KeyboardInterrupt):
+        synthesize(csv, root, out, preset("photographic"), seed=7, workers=1, progress=False)
+    monkeypatch.setattr(render_module, "render_job", real_render_job)
+    assert image_bytes(out)  # outputs on disk ...
+    journals = sorted(out.rglob("*.partial"))
+    assert journals and all(read_manifest(p) == [] for p in journals)  # ... no record yet
+
+    with pytest.raises(DatasetExistsError, match="interrupted run.*--resume"):
+        synthesize(csv, root, out, preset("photographic"), seed=7, workers=1, progress=False)
+    result = synthesize(csv, root, out, preset("photographic"), seed=7, workers=1, resume=True, progress=False)
+    assert (result.written, result.skipped, result.failed) == (6, 0, 0)
+    assert tree_bytes(out) == tree_bytes(photographic_reference)
+
+
+def test_resume_renders_again_when_the_source_path_changed(tmp_path, data):
+    """The source path is part of the random key: the same bytes under another path must not be
+    skipped, or the set would differ from a fresh run of this CSV."""
+    root, csv = data
+    rel = "valid/patient00001/study1/view1_frontal.jpg"
+    moved = root / "moved-copy" / rel
+    moved.parent.mkdir(parents=True, exist_ok=True)
+    moved.write_bytes((root / PREFIX / rel).read_bytes())
+    header = csv.read_text().splitlines()[0]
+    first, second = tmp_path / "first.csv", tmp_path / "second.csv"
+    first.write_text(f"{header}\n{PREFIX}/{rel},Female,68,Frontal,AP,,1.0,-1.0,0.0,x\n")
+    second.write_text(f"{header}\nmoved-copy/{rel},Female,68,Frontal,AP,,1.0,-1.0,0.0,x\n")
+    fresh = tmp_path / "fresh" / OUT_NAME
+    synthesize(second, root, fresh, preset("digital"), workers=1, progress=False)
+
+    out = tmp_path / "resumed" / OUT_NAME
+    synthesize(first, root, out, preset("digital"), workers=1, progress=False)
+    assert image_bytes(out) != image_bytes(fresh)  # the path changes the draw
+    result = synthesize(second, root, out, preset("digital"), workers=1, resume=True, progress=False)
+    assert (result.written, result.skipped) == (1, 0)
+    assert tree_bytes(out) == tree_bytes(fresh)
+
+
+def test_a_journal_line_torn_inside_a_character_is_skipped(tmp_path):
+    """A crash can cut the journal's last line in the middle of a UTF-8 character (non-ASCII
+    paths are written as they are): reading it back for --resume must skip that line, not fail."""
+    records = [{"row": row, "source": f"CheXpert/valid/patiënt{row}/study1/view1_frontal.jpg", "chain": [],
+                "output": f"out/{row}.jpg", "output_sha256": "0" * 64} for row in (2, 3, 4)]
+    journal_path = tmp_path / "set.manifest.jsonl.partial"
+    journal = Journal(journal_path)
+    journal.append(records[:1])
+    journal.close()
+    torn = record_line(records[1]).encode()
+    with open(journal_path, "ab") as fh:
+        fh.write(torn[:torn.index("ë".encode()) + 1])  # half of the two-byte "ë"
+    journal = Journal(journal_path)  # the resumed run appends after the torn line
+    journal.append(records[2:])
+    journal.close()
+    assert read_manifest(journal_path, lenient=True) == [records[0], records[2]]
+
+
+def test_a_symlinked_out_dir_keeps_its_name_in_the_label_paths(tmp_path, data):
+    """Label paths are relative to the parent of OUT_DIR as given: an OUT_DIR that is a symlink
+    (a dataset kept on another disk) still starts them with its own name, not the target's."""
+    root, csv = data
+    storage = tmp_path / "storage" / "volume-0001"
+    storage.mkdir(parents=True)
+    out = tmp_path / "datasets" / OUT_NAME
+    out.parent.mkdir()
+    out.symlink_to(storage, target_is_directory=True)
+    synthesize(csv, root, out, Chain.from_names("identity", 1), split="valid", workers=1, progress=False)
+    labels = read_csv(out / "valid/synthetic/identity_L1.csv")
+    assert labels["Path"].str.startswith(f"{OUT_NAME}/valid/synthetic/identity_L1/").all()
+    assert all((out.parent / p).is_file() for p in labels["Path"])
+    manifest = read_manifest(out / "valid/synthetic/identity_L1.manifest.jsonl")
+    assert [r["output"] for r in manifest] == labels["Path"].tolist()
+    assert sorted(os.listdir(storage)) == ["valid"]

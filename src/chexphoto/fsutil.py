@@ -34,8 +34,10 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes, *, fsync: bool = Fa
     folder, name = os.path.split(path)
     if make_parents and folder:
         os.makedirs(folder, exist_ok=True)
+    # the temporary name must fit the file system's 255-byte limit even when ``name`` nearly does
+    stem = name.encode("utf-8")[:200].decode("utf-8", "ignore")
     while True:
-        tmp = os.path.join(folder, f".{name}.{os.getpid()}-{next(_temp_counter)}.tmp")
+        tmp = os.path.join(folder, f".{stem}.{os.getpid()}-{next(_temp_counter)}.tmp")
         try:
             fd = os.open(tmp, _OPEN_FLAGS, 0o666)
             break

@@ -17,6 +17,7 @@ from __future__ import annotations
 import ipaddress
 import json
 import os
+import re
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -32,6 +33,9 @@ from chexphoto.imageio import encode_image
 
 #: how long one long-poll request of the page is held open when nothing changes
 LONG_POLL_S = 20.0
+#: A page that has not polled for this long gives up the display (e.g. it was reloaded or closed).
+PAGE_STALE_S = LONG_POLL_S + 10.0
+_PAGE_ID_RE = re.compile(r"^[A-Za-z0-9-]{8,64}$")
 
 
 def parse_screen(text: str) -> tuple[int, int]:
@@ -118,6 +122,21 @@ class _WebState:
         self.advance: int | None = None
         self.message = ""
         self.finished = False
+        # Only one page is the display: the first to poll owns it, and only its "painted" and
+        # "advance" reports count. A second tab (say, on the operator's laptop) would otherwise
+        # report a frame painted before the screen the camera sees has painted it.
+        self.owner: str | None = None
+        self.owner_seen = 0.0
+
+    def claim(self, page: str | None) -> bool:
+        """Whether ``page`` is (or now becomes) the page that shows frames. Caller holds ``cond``."""
+        now = time.monotonic()
+        if page is None:
+            return False
+        if self.owner is None or self.owner == page or now - self.owner_seen > PAGE_STALE_S:
+            self.owner, self.owner_seen = page, now
+            return True
+        return False
 
     def snapshot(self) -> dict:
         url = f"/frame/{self.frame_id}.png" if self.frame_id is not None else None
@@ -127,6 +146,11 @@ class _WebState:
 
 def _page_html() -> bytes:
     return resources.files("chexphoto.capture").joinpath("static/display.html").read_bytes()
+
+
+def _page_id(text: str) -> str | None:
+    """A page's random id as sent by the page, or ``None`` when absent or malformed."""
+    return text if _PAGE_ID_RE.match(text or "") else None
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -174,11 +198,18 @@ class _Handler(BaseHTTPRequestHandler):
                 after: int | None = int(query.get("after", [""])[0])
             except ValueError:
                 after = None  # the page has no frame yet ("null")
+            page = _page_id(query.get("page", [""])[0])
             deadline = time.monotonic() + LONG_POLL_S
             with state.cond:
+                if not state.claim(page):
+                    body = json.dumps({"frame": None, "url": None, "manual": state.manual, "finished": True,
+                                       "message": "another page is already the capture display: close this one",
+                                       "other_page": True}).encode()
+                    return self._send(200, body)
                 while (state.frame_id == after and not state.finished
                        and time.monotonic() < deadline):
                     state.cond.wait(timeout=max(0.0, deadline - time.monotonic()))
+                state.owner_seen = time.monotonic()
                 body = json.dumps(state.snapshot()).encode()
             return self._send(200, body)
         if url.path.startswith("/frame/"):
@@ -196,12 +227,16 @@ class _Handler(BaseHTTPRequestHandler):
         if length > 1024:
             return self._send(413, b'{"error":"too large"}')
         try:
-            frame_id = int(json.loads(self.rfile.read(length) or b"{}")["frame"])
-        except (ValueError, KeyError, TypeError):
-            return self._send(400, b'{"error":"expected {\\"frame\\": id}"}')
+            message = json.loads(self.rfile.read(length) or b"{}")
+            frame_id = int(message["frame"])
+            page = _page_id(str(message.get("page", "")))
+        except (ValueError, KeyError, TypeError, AttributeError):
+            return self._send(400, b'{"error":"expected {\\"frame\\": id, \\"page\\": id}"}')
         state = self.state
         path = urlsplit(self.path).path
         with state.cond:
+            if page is None or page != state.owner:
+                return self._send(409, b'{"error":"this page is not the capture display"}')
             if path == "/api/painted":
                 if frame_id == state.frame_id:  # a late report for an older frame means nothing now
                     state.painted.setdefault(frame_id, time.time())

@@ -112,7 +112,9 @@ def parse_lines(lines: Iterable[str], *, lenient: bool = False) -> Iterator[dict
 
 def read_manifest(path: str | os.PathLike, *, lenient: bool = False) -> list[dict]:
     """All records of a manifest (or journal) file."""
-    with open(path, encoding="utf-8") as fh:
+    # lenient: a line torn by a crash may end inside a multi-byte character; decode it anyway
+    # (the torn line is then skipped as broken JSON) instead of failing on the whole file
+    with open(path, encoding="utf-8", errors="replace" if lenient else "strict") as fh:
         return list(parse_lines(fh, lenient=lenient))
 
 
@@ -125,7 +127,8 @@ def write_manifest(path: str | os.PathLike, records: Iterable[dict]) -> None:
 def compact_record(record: dict) -> dict:
     """What ``--resume`` needs of a previous record: the hashes to compare and the line itself
     (parsed again only for the rows that are skipped)."""
-    return {"source_sha256": record.get("source_sha256"), "output": record.get("output"),
+    return {"source": record.get("source"), "source_sha256": record.get("source_sha256"),
+            "output": record.get("output"),
             "output_sha256": record.get("output_sha256"), "line": record_line(record)}
 
 
@@ -148,14 +151,21 @@ class Journal:
         """Append records and flush."""
         self.append_lines(record_line(r) for r in records)
 
-    def append_lines(self, lines: Iterable[str]) -> None:
-        """Append already-encoded record lines (no newline) and flush."""
+    def open(self) -> None:
+        """Create (or reopen) the journal file. A run does this before rendering anything, so a
+        crash that leaves images written but not yet journaled still leaves a journal, and
+        ``--resume`` recognises the target as an interrupted run rather than unknown files."""
         if self._fh is None:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self._fh = open(self.path, "a", encoding="utf-8")  # noqa: SIM115 - closed in close()
             # start on a fresh line in case a crash left half a line behind
             if self._fh.tell() > 0:
                 self._fh.write("\n")
+            self._fh.flush()
+
+    def append_lines(self, lines: Iterable[str]) -> None:
+        """Append already-encoded record lines (no newline) and flush."""
+        self.open()
         for line in lines:
             self._fh.write(line + "\n")
         self._fh.flush()

@@ -65,6 +65,8 @@ class Target:
     out_dir: Path  # absolute OUT_DIR
     split: str
     name: str
+    #: OUT_DIR's folder name as given (a symlinked OUT_DIR keeps its own name in the label CSV)
+    label_root: str | None = None
 
     def __post_init__(self) -> None:
         # the label CSV, manifest and errors CSV live here: a symlinked split/synthetic folder
@@ -100,7 +102,7 @@ class Target:
 
     def rel_prefix(self) -> str:
         """Start of the label CSV's paths: OUT_DIR's folder name, split, synthetic, name."""
-        return f"{self.out_dir.name}/{self.split}/synthetic/{self.name}"
+        return f"{self.label_root or self.out_dir.name}/{self.split}/synthetic/{self.name}"
 
 
 @dataclass(frozen=True)
@@ -176,6 +178,7 @@ def plan_jobs(
     fmt = "jpg" if fmt == "jpeg" else fmt
     if fmt not in ("jpg", "png"):
         raise ValueError(f"unsupported output format {fmt!r}; choose jpg or png")
+    label_root = Path(os.path.abspath(out_dir)).name  # before symlinks are resolved
     out_dir = Path(out_dir).resolve()
     data_root = Path(data_root)
     source_resolver, output_resolver = _InsideResolver(data_root), _InsideResolver(out_dir)
@@ -185,7 +188,7 @@ def plan_jobs(
     fallback = next((s for s in row_splits if s), None)
     targets: dict[str, Target] = {}
     if split is not None:
-        targets[split] = Target(out_dir, split, name)
+        targets[split] = Target(out_dir, split, name, label_root)
 
     jobs: list[Job] = []
     errors: list[RowError] = []
@@ -194,7 +197,7 @@ def plan_jobs(
         row = csv_row_number(index)
         place = row_split or fallback
         if place is not None and place not in targets:
-            targets[place] = Target(out_dir, place, name)
+            targets[place] = Target(out_dir, place, name, label_root)
 
         def fail(reason: str, place=place, index=index, row=row, path=path) -> None:
             errors.append(RowError(index, row, path, reason, place or ""))

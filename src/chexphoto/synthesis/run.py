@@ -56,6 +56,8 @@ class SplitOutput:
     written: int = 0
     skipped: int = 0
     failed: int = 0
+    #: skipped on --resume although the source could not be read (output kept as recorded)
+    unverified: int = 0
 
 
 @dataclass
@@ -145,7 +147,7 @@ def prepare_targets(plan: Plan, *, resume: bool, overwrite: bool) -> dict[str, d
         if not exists or overwrite:
             continue
         where = target.folder / target.name
-        if not records:
+        if not records and not journal:  # an empty journal: a run of ours stopped before any record
             problems.append(f"{where} already holds files that no manifest describes")
             continue
         why = _difference(records, jobs)
@@ -224,10 +226,16 @@ def _run_pool(jobs: list[Job], size: int, workers: int) -> Iterator[list[dict]]:
 
     If a worker process dies (killed, out of memory, a crash in native code), the chunks that
     were in flight are retried one image at a time in a new pool; an image that kills a worker
-    on its own is reported as failed and the run goes on.
+    on its own is reported as failed and the run goes on. A dying worker fails *every* future in
+    flight, so a single image that was in flight then is only a suspect: it is retried alone
+    (nothing else in flight), and reported as failed only if it breaks the pool again.
     """
     queue: deque[list[Job]] = deque(_chunks(jobs, size, workers))
     max_in_flight = workers * 3
+    suspects: set[int] = set()  # indices of single images that were in flight when a worker died
+
+    def alone(chunk: list[Job]) -> bool:
+        return len(chunk) == 1 and chunk[0].index in suspects
     while queue:
         pool = ProcessPoolExecutor(max_workers=workers, mp_context=_pool_context(), initializer=init_worker)
         in_flight: dict = {}
@@ -235,6 +243,8 @@ def _run_pool(jobs: list[Job], size: int, workers: int) -> Iterator[list[dict]]:
         try:
             while queue or in_flight:
                 while queue and len(in_flight) < max_in_flight and not broken:
+                    if in_flight and (alone(queue[0]) or any(alone(c) for c in in_flight.values())):
+                        break  # a suspect runs with nothing else in flight
                     chunk = queue.popleft()
                     in_flight[pool.submit(render_chunk, chunk)] = chunk
                 if not in_flight:
@@ -258,9 +268,11 @@ def _run_pool(jobs: list[Job], size: int, workers: int) -> Iterator[list[dict]]:
         finally:
             pool.shutdown(wait=True, cancel_futures=True)
         for chunk in reversed(broken):
-            if len(chunk) == 1:
+            if alone(chunk):  # it ran alone: this image broke the pool
                 yield _crashed(chunk, "the worker process died while rendering this image")
             else:
+                if len(chunk) == 1:
+                    suspects.add(chunk[0].index)
                 queue.extendleft([job] for job in reversed(chunk))
 
 
@@ -447,12 +459,15 @@ def synthesize(
                 written.setdefault(res["split"], []).append(line)
             else:
                 out.skipped += 1
+                out.unverified += "unverified" in res
             done[res["split"]].append((res["row"], res["record"]["output"], line))
         for split_, lines in written.items():
             journals[split_].append_lines(lines)
         bar.advance(task, len(results))
 
     try:
+        for journal in journals.values():
+            journal.open()  # before any image is written (see Journal.open)
         with bar:
             task = bar.add_task(f"synthesize {name}", total=len(jobs))
             run_jobs(jobs, workers=workers, client=client, on_chunk=on_chunk)
@@ -486,3 +501,6 @@ def print_summary(result: SynthesisResult, file=None) -> None:
         print(f"         manifest {t.manifest}", file=file)
         if out.failed:
             print(f"         {out.failed} rows left out, see {t.errors}", file=file)
+        if out.unverified:
+            print(f"         {out.unverified} outputs kept as the manifest records them although their source "
+                  "could not be read now (check --data-root)", file=file)

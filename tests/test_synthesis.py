@@ -466,3 +466,21 @@ def test_a_symlinked_out_dir_keeps_its_name_in_the_label_paths(tmp_path, data):
     manifest = read_manifest(out / "valid/synthetic/identity_L1.manifest.jsonl")
     assert [r["output"] for r in manifest] == labels["Path"].tolist()
     assert sorted(os.listdir(storage)) == ["valid"]
+
+
+def test_resume_with_unreadable_sources_keeps_the_outputs_it_recorded(tmp_path, data, capsys):
+    """A wrong or unmounted --data-root on --resume must not wipe a finished set: outputs the
+    manifest vouches for (same paths, same sha256 on disk) are kept and the run says so."""
+    from chexphoto.synthesis.run import print_summary
+
+    root, csv = data
+    out = tmp_path / OUT_NAME
+    first = synthesize(csv, root, out, preset("digital"), workers=1, progress=False)
+    before = tree_bytes(out)
+    empty_root = tmp_path / "not-mounted"
+    empty_root.mkdir()
+    result = synthesize(csv, empty_root, out, preset("digital"), workers=1, resume=True, progress=False)
+    assert (result.written, result.skipped, result.failed) == (0, first.written, 0)
+    assert tree_bytes(out) == before
+    print_summary(result)
+    assert "could not be read now (check --data-root)" in capsys.readouterr().out

@@ -18,7 +18,6 @@ hardens it without breaking compatibility:
 
 from __future__ import annotations
 
-import itertools
 import json
 import os
 import socket
@@ -29,13 +28,12 @@ from pathlib import Path
 
 from chexphoto.capture import protocol
 from chexphoto.capture.naming import FilenameError, parse_filename
-from chexphoto.fsutil import atomic_write_text, resolve_inside
+from chexphoto.fsutil import atomic_write_bytes, atomic_write_text, resolve_inside
 from chexphoto.imageio import ImageReadError
 from chexphoto.seeding import derive_rng
 
 STATE_FILE = ".camera-state.json"
 
-_temp_counter = itertools.count()
 
 
 def saved_name(filename: str) -> str:
@@ -247,7 +245,7 @@ class CameraServer:
         target = resolve_inside(self.export_dir, name)  # belt and braces: the name was checked
         if target.parent != self.export_dir.resolve():
             raise ValueError(f"refusing to write outside the export folder: {name!r}")
-        self._write_photo(target, photo)
+        atomic_write_bytes(target, photo, fsync=True)  # a photo is a capture we cannot redo cheaply
         self._replace_earlier(name)
         self.last_seq, self.last_filename = request.seq, request.filename
         self.expected = request.seq + 1
@@ -255,31 +253,6 @@ class CameraServer:
         self._save_state()
         self.log(f"seq {request.seq}: saved {name}")
         return self._reply(protocol.OK, request.filename, counter)
-
-    def _write_photo(self, target: Path, data: bytes) -> None:
-        """Write atomically under a short temporary name: ``fsutil.atomic_write_bytes`` puts the
-        photo's name inside its temporary name, which the file system refuses for the longest names
-        the protocol allows (up to 255 bytes with ``.jpg``)."""
-        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
-        while True:
-            tmp = target.parent / f".photo-{os.getpid()}-{next(_temp_counter)}.tmp"
-            try:
-                fd = os.open(tmp, flags, 0o666)
-                break
-            except FileExistsError:  # left by a killed server that had the same process id
-                continue
-        try:
-            with os.fdopen(fd, "wb") as fh:
-                fh.write(data)
-                fh.flush()
-                os.fsync(fh.fileno())
-            os.replace(tmp, target)
-        except BaseException:
-            try:
-                os.unlink(tmp)
-            except FileNotFoundError:
-                pass
-            raise
 
     def _replace_earlier(self, name: str) -> None:
         key = self._row_key(name)

@@ -19,26 +19,16 @@ import tempfile
 import time
 from pathlib import Path
 
-import cv2
 import numpy as np
 import pandas as pd
 from pydicom.data import get_testdata_file
 
 from chexphoto.capture.compile import compile_export
+from chexphoto.capture.displays import letterbox
 from chexphoto.capture.naming import make_filename
 from chexphoto.capture.virtual_camera import VirtualCamera
 from chexphoto.fsutil import atomic_write_bytes
 from chexphoto.imageio import encode_image, read_image, write_image
-
-
-def letterbox(img: np.ndarray, h: int, w: int) -> np.ndarray:
-    scale = min(w / img.shape[1], h / img.shape[0])
-    fitted = cv2.resize(img, (round(img.shape[1] * scale), round(img.shape[0] * scale)),
-                        interpolation=cv2.INTER_AREA)
-    frame = np.zeros((h, w), np.uint8)
-    y, x = (h - fitted.shape[0]) // 2, (w - fitted.shape[1]) // 2
-    frame[y:y + fitted.shape[0], x:x + fitted.shape[1]] = fitted
-    return frame
 
 
 def timed(fn, repeats: int) -> tuple[float, float]:
@@ -58,7 +48,7 @@ def bench_camera(tmp: Path, repeats: int) -> None:
     print(f"{'virtual camera':28s} {'photo':>10s} {'cpu ms':>8s} {'wall ms':>8s} {'floor cpu':>10s} {'x floor':>8s}")
     for h, w in ((1080, 1920), (240, 320)):
         frame_path = tmp / f"frame{w}.png"
-        write_image(frame_path, letterbox(xray, h, w))
+        write_image(frame_path, letterbox(xray, w, h))
         camera = VirtualCamera(frame_path, seed=0)
         seq = iter(range(10**6))
         cpu, wall = timed(lambda: camera.capture(next(seq)), repeats)  # noqa: B023

@@ -8,6 +8,7 @@ import cv2
 import numpy as np
 import pytest
 
+from chexphoto.capture.displays import letterbox
 from chexphoto.capture.virtual_camera import (
     VirtualCamera,
     apply,
@@ -21,24 +22,13 @@ from chexphoto.seeding import derive_rng
 SCREEN = (240, 320)  # the reliability tests' small screen (h, w)
 
 
-def letterbox(img: np.ndarray, h: int, w: int) -> np.ndarray:
-    """What the controller shows: the x-ray fitted on black at the screen size."""
-    scale = min(w / img.shape[1], h / img.shape[0])
-    fitted = cv2.resize(img, (round(img.shape[1] * scale), round(img.shape[0] * scale)),
-                        interpolation=cv2.INTER_AREA)
-    frame = np.zeros((h, w), np.uint8)
-    y, x = (h - fitted.shape[0]) // 2, (w - fitted.shape[1]) // 2
-    frame[y:y + fitted.shape[0], x:x + fitted.shape[1]] = fitted
-    return frame
-
-
 @pytest.fixture(scope="module")
 def frames(request) -> list[np.ndarray]:
     """Four different 'x-rays' (views of the real radiograph) on a 320x240 screen."""
     img = request.getfixturevalue("rg1_small")
     h, w = img.shape
     sources = [img, np.rot90(img), img[h // 2:, :], 255 - img[:, : 2 * w // 3]]
-    return [letterbox(np.ascontiguousarray(s), *SCREEN) for s in sources]
+    return [letterbox(np.ascontiguousarray(s), SCREEN[1], SCREEN[0]) for s in sources]
 
 
 def test_deterministic_per_seed_and_seq(tmp_path, frames):
